@@ -1,0 +1,191 @@
+"""One settings class: ``AIRGRID_*`` environment over a TOML config file over the shipped defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_CONFIG_DIR / "data"
+DEFAULT_CONFIG_FILE = PACKAGE_CONFIG_DIR / "airgrid.toml"
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value; the message names the setting and what is allowed."""
+
+
+def _config_file() -> Path:
+    # The one place where the environment chooses the config file; read at the entry point only.
+    raw = os.environ.get("AIRGRID_CONFIG_FILE")
+    return Path(raw) if raw else DEFAULT_CONFIG_FILE
+
+
+class Settings(BaseSettings):
+    """Every setting of airgrid. Env ``AIRGRID_<NAME>`` wins over the config file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIRGRID_",
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    # --- Kafka -------------------------------------------------------------------------------
+    broker: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Kafka bootstrap servers, kafka://host:port[;host:port]",
+    )
+    broker_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    broker_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol uses SASL"
+    )
+    broker_username: str | None = Field(None, description="SASL user name")
+    broker_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    broker_cafile: Path | None = Field(None, description="CA certificate for TLS")
+    app_id: str = Field(
+        "airgrid",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Faust app id: consumer group and table-topic prefix",
+    )
+    topic_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]{0,100}$", description="prefix of every topic name"
+    )
+    topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of every airgrid topic")
+    topic_replication: int = Field(1, ge=1, le=16, description="replication factor of topics")
+    store: Literal["memory", "rocksdb"] = Field(
+        "rocksdb", description="table store: rocksdb (rocksdict) recovers fast; memory replays"
+    )
+    data_dir: Path = Field(Path("var/airgrid"), description="worker state: tables, SQLite file")
+
+    # --- Web / metrics -----------------------------------------------------------------------
+    web_host: str = Field("127.0.0.1", description="address of the worker's HTTP server")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /health")
+
+    # --- Sinks -------------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the projection; default sqlite in data_dir"
+    )
+    projection_enabled: bool = Field(True, description="run the SQL projection in this worker")
+    projection_batch: int = Field(500, ge=1, le=100_000, description="max events per SQL write")
+    projection_within_seconds: float = Field(
+        0.2, gt=0, le=60, description="max wait to fill a projection batch"
+    )
+
+    # --- Domain data -------------------------------------------------------------------------
+    grid_file: Path = Field(DATA_DIR / "grids.json", description="grid directory (JSON)")
+    rules_file: Path = Field(DATA_DIR / "rules.toml", description="alarm rule catalogue (TOML)")
+    policy_file: Path = Field(DATA_DIR / "policy.toml", description="escalation policy (TOML)")
+    timezone: str = Field("Asia/Shanghai", description="IANA zone for local days and reports")
+
+    # --- Behaviour ---------------------------------------------------------------------------
+    sweep_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="how often the deadline sweeper looks at open tasks"
+    )
+    max_future_skew_seconds: int = Field(
+        300, ge=0, description="readings observed further in the future are rejected"
+    )
+    max_reading_age_days: int = Field(
+        400, ge=1, description="readings observed longer ago than this are rejected"
+    )
+    max_message_bytes: int = Field(
+        65536, ge=256, description="larger readings/feedback are rejected unparsed"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    console_events: bool = Field(
+        False, description="print a readable line per alarm and task event (the demo)"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if not value.startswith("kafka://"):
+            raise ValueError("must start with kafka:// (e.g. kafka://127.0.0.1:9092)")
+        for server in value.removeprefix("kafka://").split(";"):
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("grid_file", "rules_file", "policy_file")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Settings:
+        if "SASL" in self.broker_security_protocol and not (self.broker_username and self.broker_password):
+            raise ValueError(
+                "broker_security_protocol uses SASL: set AIRGRID_BROKER_USERNAME and AIRGRID_BROKER_PASSWORD"
+            )
+        return self
+
+    # --- Derived -----------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker.removeprefix("kafka://").replace(";", ",")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'airgrid.db').resolve()}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings once; raise :class:`SettingsError` naming each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"AIRGRID_{name.upper()}" if err["loc"] else "settings"
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) or name == "broker_password" else f" (got {given!r})"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{env}: {msg}{shown}")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None
+    except OSError as exc:  # unreadable config file
+        raise SettingsError(f"AIRGRID_CONFIG_FILE: cannot read {exc.filename}: {exc.strerror}") from None

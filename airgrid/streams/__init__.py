@@ -1,0 +1,1 @@
+"""The Faust app, topic catalogue, codecs and CLI wiring."""

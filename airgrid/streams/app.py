@@ -1,0 +1,135 @@
+"""The app factory: ``create_app(settings)`` builds the Faust app and registers every stage.
+
+Imports point one way: agents import from ``streams``; this module imports agents only inside
+``create_app`` to register them on the one app object it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+
+from airgrid.config.settings import Settings
+from airgrid.domain.directory import Directory
+from airgrid.domain.escalation import PolicyBook, load_policy_book
+from airgrid.domain.intake import Limits
+from airgrid.domain.rules import RuleCatalogue, load_rules
+from airgrid.sinks.metrics import Metrics
+from airgrid.streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """What every stage needs, built once at start and passed down (no globals)."""
+
+    settings: Settings
+    directory: Directory
+    rules: RuleCatalogue
+    policies: PolicyBook
+    metrics: Metrics
+    names: TopicNames
+    clock: Clock = utc_now
+    topics: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(
+            max_bytes=s.max_message_bytes,
+            max_future=timedelta(seconds=s.max_future_skew_seconds),
+            max_age=timedelta(days=s.max_reading_age_days),
+        )
+
+
+class AirgridApp(faust.App):  # type: ignore[misc]
+    """The Faust app with the airgrid runtime attached."""
+
+    runtime: Runtime
+
+
+def _credentials(settings: Settings) -> Any:
+    if "SASL" in settings.broker_security_protocol:
+        ctx = None
+        if "SSL" in settings.broker_security_protocol:
+            ctx = ssl.create_default_context(
+                cafile=str(settings.broker_cafile) if settings.broker_cafile else None
+            )
+        return faust.SASLCredentials(
+            username=settings.broker_username,
+            password=settings.broker_password.get_secret_value() if settings.broker_password else None,
+            mechanism=settings.broker_sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if settings.broker_security_protocol == "SSL":
+        return ssl.create_default_context(
+            cafile=str(settings.broker_cafile) if settings.broker_cafile else None
+        )
+    return None
+
+
+def build_runtime(settings: Settings, metrics: Metrics | None = None, clock: Clock = utc_now) -> Runtime:
+    """Load and validate the data files named by the settings."""
+    return Runtime(
+        settings=settings,
+        directory=Directory.load(settings.grid_file),
+        rules=load_rules(settings.rules_file),
+        policies=load_policy_book(settings.policy_file),
+        metrics=metrics or Metrics(),
+        names=TopicNames.of(settings),
+        clock=clock,
+    )
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp:
+    """Build the app and register agents, tables, timers, web pages and CLI commands."""
+    rt = runtime or build_runtime(settings)
+    s = settings
+    app = AirgridApp(
+        s.app_id,
+        broker=s.broker,
+        broker_credentials=_credentials(s),
+        store="rocksdb://" if s.store == "rocksdb" else "memory://",
+        datadir=str(s.data_dir / "faust"),
+        topic_partitions=s.topic_partitions,
+        topic_replication_factor=s.topic_replication,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        web_host=s.web_host,
+        web_port=s.web_port,
+        web_bind=s.web_host,
+        producer_acks=-1,
+        autodiscover=False,
+        origin="airgrid",
+    )
+    app.runtime = rt
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    n = rt.names
+    for attr, name in n.__dict__.items():
+        rt.topics[attr] = app.topic(name, partitions=s.topic_partitions, **raw)
+
+    from airgrid.agents import deadlines, feedback, ingest, owner, projection
+    from airgrid.streams import web
+
+    ingest.register(app, rt)
+    owner.register(app, rt)
+    feedback.register(app, rt)
+    deadlines.register(app, rt)
+    if s.projection_enabled:
+        projection.register(app, rt)
+    web.register(app, rt)
+    return app

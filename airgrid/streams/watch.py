@@ -1,0 +1,125 @@
+"""Readable live lines for alarms, task events and dead letters (``airgrid watch``)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from airgrid.config.settings import Settings
+from airgrid.streams.topics import TopicNames, kafka_client_options
+
+COLOURS = {
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
+    "grey": "90",
+    "bold": "1",
+}
+TASK_COLOUR = {
+    "dispatched": "cyan",
+    "alarm_joined": "grey",
+    "reminded": "yellow",
+    "escalated": "magenta",
+    "acknowledged": "blue",
+    "on_site": "blue",
+    "feedback_submitted": "green",
+    "departments_notified": "grey",
+    "feedback_rejected": "red",
+    "closed": "green",
+}
+
+
+class Formatter:
+    """Turns one message of a watched topic into one line."""
+
+    def __init__(self, names: TopicNames, zone: ZoneInfo, colour: bool) -> None:
+        self.names = names
+        self.zone = zone
+        self.colour = colour
+
+    def c(self, name: str, text: str) -> str:
+        return f"\x1b[{COLOURS[name]}m{text}\x1b[0m" if self.colour else text
+
+    def t(self, iso: str | None) -> str:
+        if not iso:
+            return "-"
+        return datetime.fromisoformat(iso).astimezone(self.zone).strftime("%m-%d %H:%M:%S")
+
+    def line(self, topic: str, data: dict[str, Any]) -> str:
+        n = self.names
+        if topic == n.alarms:
+            colour = {"opened": "red", "updated": "yellow", "cleared": "green"}[data["kind"]]
+            return (
+                f"{self.c(colour, 'ALARM ' + data['kind']):<8} {data['station_id']:<6} "
+                f"{data['rule_id']}: {data['pollutant']} {data['value']} "
+                f"(limit {data['threshold']}) hour {self.t(data['window_start'])} "
+                f"[{data['severity']}]"
+            )
+        if topic == n.task_events:
+            kind = data["type"]
+            extra = ""
+            if kind in ("dispatched", "escalated", "reminded"):
+                extra = f" deadline {self.t(data.get('deadline_at'))}"
+            if data.get("worker_id"):
+                extra += f" by {data['worker_id']}"
+            if data.get("departments"):
+                extra += f" -> {', '.join(data['departments'])}"
+            if data.get("note"):
+                extra += f" ({data['note']})"
+            return (
+                f"{self.c(TASK_COLOUR.get(kind, 'grey'), 'TASK  ' + kind)} {data['task_id']} "
+                f"v{data['version']} grid {data['grid_id']} (level {data['level']}, "
+                f"{data['state']}){extra}"
+            )
+        if topic in (n.readings_dlq, n.feedback_rejected):
+            label = "DLQ   reading" if topic == n.readings_dlq else "REJECT feedback"
+            origin = data.get("origin") or {}
+            return (
+                f"{self.c('red', label)} {data['reason_code']}: {data['reason']} "
+                f"(from {origin.get('topic')}/{origin.get('partition')}@{origin.get('offset')})"
+            )
+        return f"{topic}: {data}"
+
+
+async def watch(
+    settings: Settings,
+    out: TextIO = sys.stdout,
+    from_beginning: bool = False,
+    limit: int | None = None,
+) -> int:
+    """Print lines until cancelled (or ``limit`` lines); returns the number printed."""
+    from aiokafka import AIOKafkaConsumer
+
+    names = TopicNames.of(settings)
+    fmt = Formatter(names, settings.zone, colour=out.isatty())
+    consumer = AIOKafkaConsumer(
+        names.alarms,
+        names.task_events,
+        names.readings_dlq,
+        names.feedback_rejected,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        **kafka_client_options(settings),
+    )
+    await consumer.start()
+    printed = 0
+    try:
+        async for msg in consumer:
+            stamp = datetime.now(settings.zone).strftime("%H:%M:%S")
+            try:
+                text = fmt.line(msg.topic, orjson.loads(msg.value))
+            except Exception as exc:  # a foreign message: show it, do not die
+                text = f"{msg.topic}: unreadable message ({exc})"
+            print(f"{stamp} {text}", file=out, flush=True)
+            printed += 1
+            if limit is not None and printed >= limit:
+                break
+    finally:
+        await consumer.stop()
+    return printed
