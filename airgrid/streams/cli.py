@@ -42,6 +42,7 @@ def _settings_or_exit() -> Settings:
 def _run(coro_factory: Callable[[Settings], object]) -> int:
     settings = _settings_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # its INFO lines drown the output
     try:
         result: object = asyncio.run(coro_factory(settings))  # type: ignore[arg-type]
     except KeyboardInterrupt:

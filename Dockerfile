@@ -1,0 +1,32 @@
+# The airgrid worker. Used by `docker compose -f docker-compose.kafka.yml --profile worker up`.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# README.m[d]: copied when present (pyproject names it), no error when absent.
+COPY pyproject.toml README.m[d] ./
+COPY airgrid ./airgrid
+RUN pip install . \
+    && useradd --create-home --uid 10001 airgrid \
+    && mkdir -p /app/var/airgrid \
+    && chown -R airgrid /app/var
+
+USER airgrid
+
+ENV AIRGRID_WEB_HOST=0.0.0.0 \
+    AIRGRID_WEB_PORT=6066 \
+    AIRGRID_DATA_DIR=/app/var/airgrid
+
+EXPOSE 6066
+VOLUME ["/app/var"]
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('AIRGRID_WEB_PORT', '6066'), timeout=4)"]
+
+ENTRYPOINT ["airgrid"]
+CMD ["worker", "--loglevel", "info"]

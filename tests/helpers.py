@@ -1,0 +1,189 @@
+"""Test helpers that drive the real worker process and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from airgrid.devkafka import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT_POLICY = """
+default = "standard"
+[policies.standard]
+feedback_deadline_s = {deadline}
+reminders_before_s = [{before}]
+overdue_reminder = true
+escalate_after_s = {escalate}
+"""
+
+
+def worker_env(bootstrap: str, uid: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of an isolated worker: its own topics, group, state and port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRGRID_")}
+    env.update(
+        AIRGRID_BROKER=f"kafka://{bootstrap}",
+        AIRGRID_TOPIC_PREFIX=f"t{uid}.",
+        AIRGRID_APP_ID=f"airgrid-{uid}",
+        AIRGRID_DATA_DIR=str(data_dir),
+        AIRGRID_WEB_PORT=str(free_port()),
+        AIRGRID_SWEEP_INTERVAL_SECONDS="0.2",
+        AIRGRID_PROJECTION_WITHIN_SECONDS="0.1",
+    )
+    env.update(extra)
+    return env
+
+
+def short_policy(path: Path, deadline: float = 3, before: float = 1.5, escalate: float = 2) -> Path:
+    path.write_text(SHORT_POLICY.format(deadline=deadline, before=before, escalate=escalate))
+    return path
+
+
+@dataclass
+class Worker:
+    """The real ``airgrid worker`` process."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['AIRGRID_WEB_PORT']}"
+
+    def start(self, wait: float = 90.0) -> float:
+        began = time.monotonic()
+        fh = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "airgrid", "worker", "-l", "info"],
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        deadline = began + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.base_url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - began
+            time.sleep(0.25)
+        raise AssertionError(f"worker not healthy after {wait}s:\n{self.tail()}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.base_url + "/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise AssertionError(f"worker ignored SIGTERM for {timeout}s:\n{self.tail()}")
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Collector:
+    """Reads topics from the beginning into lists, in the background."""
+
+    bootstrap: str
+    topics: list[str]
+    seen: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    raw: dict[str, list[bytes]] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Collector:
+        self.consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,
+        )
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        async for msg in self.consumer:
+            self.raw.setdefault(msg.topic, []).append(msg.value)
+            with contextlib.suppress(orjson.JSONDecodeError):
+                self.seen.setdefault(msg.topic, []).append(orjson.loads(msg.value))
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+    def of(self, topic: str) -> list[dict[str, Any]]:
+        return self.seen.get(topic, [])
+
+    async def wait_for(
+        self, topic: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str = ""
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.of(topic):
+                if predicate(item):
+                    return item
+            await asyncio.sleep(0.1)
+        raise AssertionError(
+            f"timed out after {timeout}s waiting on {topic} for {what}; "
+            f"seen {len(self.of(topic))}: {self.of(topic)[-5:]}"
+        )
