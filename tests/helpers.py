@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from airgrid.devkafka import free_port
+from airgrid.streams.demo import wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT_POLICY = """
@@ -75,15 +76,10 @@ class Worker:
             cwd=REPO,
             start_new_session=True,
         )
-        deadline = began + wait
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.base_url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return time.monotonic() - began
-            time.sleep(0.25)
+        if wait_http(self.base_url + "/health", wait, self.proc):
+            return time.monotonic() - began
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
         raise AssertionError(f"worker not healthy after {wait}s:\n{self.tail()}")
 
     def metrics(self) -> str:
@@ -110,7 +106,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-                raise AssertionError(f"worker ignored SIGTERM for {timeout}s:\n{self.tail()}")
+                raise AssertionError(f"worker ignored SIGTERM for {timeout}s:\n{self.tail()}") from None
         return self.proc.returncode
 
     def kill(self) -> None:

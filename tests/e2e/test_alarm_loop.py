@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from airgrid.domain.directory import Directory
 from airgrid.config.settings import DATA_DIR
+from airgrid.domain.directory import Directory
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
