@@ -102,9 +102,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         65536, ge=256, description="larger readings/feedback are rejected unparsed"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
-    console_events: bool = Field(
-        False, description="print a readable line per alarm and task event (the demo)"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level of airgrid's own commands (the worker: `-l`)"
     )
 
     @classmethod

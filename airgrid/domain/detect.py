@@ -86,7 +86,8 @@ def evaluate(
 ) -> tuple[StationState, list[AlarmEvent], Outcome]:
     """Fold one reading into the station's state; return alarm events of hours it completes."""
     hour = hour_of(reading)
-    stamp = reading.observed_at.isoformat()
+    # the instant in UTC: the same observed_at sent with another UTC offset is still a duplicate
+    stamp = reading.observed_at.astimezone(UTC).isoformat()
     alarms: list[AlarmEvent] = []
     if state.hour is not None and hour < state.hour:
         state.late += 1

@@ -67,21 +67,25 @@ policies = st.builds(
     escalate_after_s=st.integers(5, 200),
     top_level=st.sampled_from([1, 2, 3]),
 )
+feedback_ops = st.tuples(
+    st.sampled_from(["feedback", "legal"]),  # legal: an action the current state allows
+    st.sampled_from(get_args(FeedbackAction)),
+    st.sampled_from([0, 0, 1, 1, 2, 3, 4, 5]),  # mostly the chain, sometimes another grid
+    st.integers(0, 20),  # a small pool of ids: replays happen
+    st.sampled_from([None, *get_args(SourceType)]),
+)
+other_ops = [
+    st.tuples(st.just("tick"), st.integers(0, 300)),
+    st.tuples(st.just("tick"), st.integers(0, 300)),
+    st.tuples(st.just("tick"), st.integers(0, 900)),
+    st.tuples(st.just("stale"), st.integers(0, 100)),
+    st.tuples(st.just("forged"), st.integers(-1, 1), st.integers(-1, 6)),
+    st.tuples(st.just("join"), st.integers(0, 3)),
+]
 ops = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("feedback"),
-            st.sampled_from(get_args(FeedbackAction)),
-            st.integers(0, len(WORKERS) - 1),
-            st.integers(0, 6),  # a small pool of ids: replays happen
-            st.sampled_from([None, *get_args(SourceType)]),
-        ),
-        st.tuples(st.just("tick"), st.integers(0, 300)),
-        st.tuples(st.just("stale"), st.integers(0, 100)),
-        st.tuples(st.just("forged"), st.integers(-1, 1), st.integers(-1, 6)),
-        st.tuples(st.just("join"), st.integers(0, 3)),
-    ),
-    max_size=40,
+    st.sampled_from([feedback_ops] * 4 + other_ops).flatmap(lambda strategy: strategy),
+    min_size=10,
+    max_size=60,
 )
 
 
@@ -95,8 +99,11 @@ class Trace:
 
 
 def _feedback(trace: Trace, op: tuple[Any, ...], now: datetime) -> list[TaskEvent]:
-    _, action, who, n, source = op
+    kind, action, who, n, source = op
     task = trace.task
+    allowed = sorted(a for (state, a) in TRANSITIONS if state == task.state)
+    if kind == "legal" and allowed:
+        action = allowed[get_args(FeedbackAction).index(action) % len(allowed)]
     level, grid = WORKERS[who]
     refusal = authorise(task, action, level, grid)
     if refusal is not None:
@@ -162,7 +169,7 @@ def run(policy: Policy, script: list[tuple[Any, ...]]) -> Trace:
         before = trace.task
         kind = op[0]
         events: list[TaskEvent] = []
-        if kind == "feedback":
+        if kind in ("feedback", "legal"):
             events = _feedback(trace, op, now)
         elif kind == "tick":
             now += timedelta(seconds=op[1])
@@ -244,15 +251,21 @@ def test_sweeper_driven_task_walks_its_schedule_in_order(
     task, _ = dispatch(alarm(0), LINEAGE, policy, T0)
     original: tuple[Step, ...] = task.schedule
     now = T0 + timedelta(seconds=downtime)
-    for gap in [*gaps, *([10**6] * len(original))]:
+    def step_if_due() -> None:
+        nonlocal task
         cmd = due_command(task, now)
         if cmd is not None:
             assert cmd.step == task.next_step and cmd.due_at <= now
             task, events = apply_deadline(task, cmd, now)
-            assert [e.type for e in events] == [
-                "reminded" if original[cmd.step].action == "remind" else "escalated"
-            ]
+            kind = "reminded" if original[cmd.step].action == "remind" else "escalated"
+            assert [e.type for e in events] == [kind]
+
+    for gap in gaps:
+        step_if_due()
         now += timedelta(seconds=gap)
+    for _ in original:  # then a long quiet time: every remaining step comes due, one at a time
+        now += timedelta(days=30)
+        step_if_due()
     assert task.next_step == len(original)
     assert task.level == policy.top_level
     assert task.reminders == sum(x.action == "remind" for x in original)

@@ -83,6 +83,10 @@ def fresh() -> Task:
     return dispatch(alarm(), LINEAGE, SHORT, T0)[0]
 
 
+def on_site(task: Task, at: datetime = T0) -> Task:
+    return ok(apply_feedback(task, feedback(task, "on_site", "f-on-site", at), SHORT, at))[0]
+
+
 def tick(task: Task, at: datetime) -> tuple[Task, list[TaskEvent]]:
     cmd = due_command(task, at)
     assert cmd is not None, f"nothing due at {at}"
@@ -290,6 +294,7 @@ def test_reject_after_escalation_keeps_the_level_and_climbs_from_it() -> None:
     for at in (70, 100, 150):
         task, _ = tick(task, s(at))
     assert task.level == 2
+    task = on_site(task, s(155))
     task, _ = ok(apply_feedback(task, feedback(task, "submit", "f1", s(160)), SHORT, s(160)))
     task, _ = ok(apply_feedback(task, feedback(task, "reject", "f2", s(170)), SHORT, s(170)))
     assert task.level == 2 and task.grid_id == "L2-0101"
@@ -297,25 +302,25 @@ def test_reject_after_escalation_keeps_the_level_and_climbs_from_it() -> None:
 
 
 def test_submit_with_a_source_type_notifies_departments() -> None:
-    task = fresh()
+    task = on_site(fresh())
     findings = Findings(source_found=True, source_type="coal_burning", measures="stopped a boiler")
     task, events = ok(
         apply_feedback(task, feedback(task, "submit", "f1", s(5), findings=findings), SHORT, s(5))
     )
-    assert [(e.type, e.version) for e in events] == [("feedback_submitted", 2), ("departments_notified", 3)]
+    assert [(e.type, e.version) for e in events] == [("feedback_submitted", 3), ("departments_notified", 4)]
     submitted, linked = events
     assert submitted.findings == findings and submitted.worker_id == "W-1"
     assert linked.departments == DEPARTMENTS["coal_burning"] == ("ecology_environment", "market_regulation")
     assert linked.feedback_id == "f1" and linked.note == "source type coal_burning"
-    assert task.version == 3 and task.state == "feedback_submitted"
+    assert task.version == 4 and task.state == "feedback_submitted"
 
 
 @pytest.mark.parametrize("findings", [None, Findings(source_found=False)])
 def test_submit_without_a_source_type_notifies_nobody(findings: Findings | None) -> None:
-    task = fresh()
+    task = on_site(fresh())
     fb = feedback(task, "submit", "f1", s(5), findings=findings)
     task, events = ok(apply_feedback(task, fb, SHORT, s(5)))
-    assert [e.type for e in events] == ["feedback_submitted"] and task.version == 2
+    assert [e.type for e in events] == ["feedback_submitted"] and task.version == 3
 
 
 # --- authorise ----------------------------------------------------------------------------------
