@@ -216,6 +216,7 @@ class LocalKafka:
         cache_dir: str | Path | None = None,
         log_file: str | Path | None = None,
         extra_props: dict[str, str] | None = None,
+        scram_users: dict[str, str] | None = None,
     ) -> None:
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
@@ -224,6 +225,8 @@ class LocalKafka:
         self.cache_dir = (REPO_ROOT / (cache_dir or default_cache_dir())).resolve()
         self.log_file = Path(log_file) if log_file else self.data_dir / "broker.log"
         self.extra_props = dict(extra_props or {})
+        # SCRAM-SHA-512 credentials written into the metadata when the storage is formatted
+        self.scram_users = dict(scram_users or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
 
@@ -294,8 +297,13 @@ class LocalKafka:
         started = time.monotonic()
         log_dir = self.data_dir / "kraft-logs"
         if not (log_dir / "meta.properties").exists():
+            scram = [
+                arg
+                for user, password in self.scram_users.items()
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]")
+            ]
             fmt = self._java_cmd(
-                java, lib, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(cfg)
+                java, lib, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(cfg), *scram
             )
             res = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False)
             if res.returncode != 0:

@@ -1,6 +1,12 @@
 """Generate the shipped sample city (shaped like the seed's: 8/118/998 grids, 26 key, ~2,000 workers).
 
-Deterministic: the same output every run. Usage: python scripts/gen_sample_city.py OUT.json
+Level-3 grids are the cells of a 40 x 25 lattice over the city's box (about 1.0 x 1.8 km each),
+laid out in serpentine order so each level-2 and level-1 grid is one contiguous area; their
+boundaries go to a GeoJSON file beside the directory. Odd-numbered stations name their grid
+explicitly; even-numbered ones are located by point-in-polygon.
+
+Deterministic: the same output every run.
+Usage: python scripts/gen_sample_city.py OUT.json   (writes OUT.json and grids-l3.geojson beside it)
 """
 
 from __future__ import annotations
@@ -8,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from pathlib import Path
 
 DISTRICTS = [
     ("Tianshan", 14),
@@ -22,10 +29,39 @@ DISTRICTS = [
 LEVEL3_TOTAL = 998
 KEY_GRIDS = 26
 STATIONS = 48
+BOX = (87.4, 43.6, 87.9, 44.0)  # lon/lat of the city's corners
+COLUMNS, ROWS = 40, 25  # 1,000 cells for 998 level-3 grids
+BOUNDARIES = "grids-l3.geojson"
+
+
+def cell(k: int) -> tuple[float, float, float, float]:
+    """Corners (lon0, lat0, lon1, lat1) of lattice cell ``k`` in serpentine order."""
+    row, col = divmod(k, COLUMNS)
+    if row % 2:
+        col = COLUMNS - 1 - col
+    dx, dy = (BOX[2] - BOX[0]) / COLUMNS, (BOX[3] - BOX[1]) / ROWS
+    lon0, lat0 = BOX[0] + col * dx, BOX[1] + row * dy
+    return round(lon0, 6), round(lat0, 6), round(lon0 + dx, 6), round(lat0 + dy, 6)
+
+
+def boundaries(level3: list[str]) -> dict[str, object]:
+    features = []
+    for k, g3 in enumerate(level3):
+        x0, y0, x1, y1 = cell(k)
+        ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"grid": g3},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
 
 
 def main(out: str) -> None:
     rng = random.Random(20240204)
+    place = random.Random(4326)  # station positions: separate, so the ids above never move
     grids: list[dict[str, object]] = []
     workers: list[dict[str, object]] = []
     level2: list[str] = []
@@ -66,19 +102,23 @@ def main(out: str) -> None:
             workers.append({"id": f"W-{g3}-{w}", "name": f"worker {g3[3:]}-{w}", "grid": g3})
     stations = []
     chosen = sorted(rng.sample(level3, STATIONS - 4)) + sorted(keys)[:4]
+    index = {g3: k for k, g3 in enumerate(level3)}
     for i, g3 in enumerate(chosen, start=1):
-        stations.append(
-            {
-                "id": f"ST{i:03d}",
-                "name": f"station {i}",
-                "lon": round(87.4 + rng.random() * 0.5, 5),
-                "lat": round(43.6 + rng.random() * 0.4, 5),
-                "grid": g3,
-            }
-        )
+        x0, y0, x1, y1 = cell(index[g3])
+        station: dict[str, object] = {
+            "id": f"ST{i:03d}",
+            "name": f"station {i}",
+            # inside the cell, well clear of its edges
+            "lon": round(x0 + (x1 - x0) * place.uniform(0.2, 0.8), 5),
+            "lat": round(y0 + (y1 - y0) * place.uniform(0.2, 0.8), 5),
+        }
+        if i % 2:
+            station["grid"] = g3
+        stations.append(station)
     doc = {
         "schema_version": 1,
         "city": "Sample City (shaped like Urumqi, 2023)",
+        "boundaries": BOUNDARIES,
         "grids": grids,
         "workers": workers,
         "stations": stations,
@@ -86,6 +126,11 @@ def main(out: str) -> None:
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(doc, fh, ensure_ascii=False, indent=0)
         fh.write("\n")
+    geo = boundaries(level3)
+    with (Path(out).parent / BOUNDARIES).open("w", encoding="utf-8") as fh:
+        fh.write('{"type": "FeatureCollection", "features": [\n')
+        fh.write(",\n".join(json.dumps(f, separators=(",", ":")) for f in geo["features"]))  # type: ignore[attr-defined]
+        fh.write("\n]}\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from airgrid.domain.tasks import due_command
-from airgrid.models.tasks import Task
+from airgrid.models.tasks import OutboxCommand, Task
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import encode
 
@@ -26,6 +26,8 @@ class Sweeper:
         self.rt = rt
         # (task, schedule, step) already emitted: a re-emit is harmless but noisy
         self.emitted: dict[tuple[str, int, int], float] = {}
+        # outbox entries seen on the previous pass: one still there now was left by a crash
+        self.outbox_seen: set[tuple[str, int]] = set()
 
     async def sweep(self) -> int:
         app, rt = self.app, self.rt
@@ -36,11 +38,16 @@ class Sweeper:
         sent = 0
         lag = 0.0
         states: Counter[tuple[str, str]] = Counter()
+        stuck: list[Task] = []
         for _station, task_id in list(station_open.items()):
             raw = tasks.get(task_id) if task_id else None
             if not raw:
                 continue
             task = Task.model_validate(raw)
+            if task.outbox:
+                stuck.append(task)
+            if not task.is_open:
+                continue  # a closed task's pointer lingers only until its outbox is sent
             states[(task.lineage.l1, task.state)] += 1
             cmd = due_command(task, now)
             if cmd is None:
@@ -53,6 +60,7 @@ class Sweeper:
             self.emitted[mark] = now.timestamp()
             await rt.topics["task_commands"].send(key=task.station_id.encode(), value=encode(cmd))
             sent += 1
+        await self.ask_to_resend(stuck, now)
         if len(self.emitted) > 100_000:
             self.emitted.clear()
         gauge = rt.metrics.open_tasks
@@ -61,6 +69,18 @@ class Sweeper:
             gauge.labels(l1, state).set(count)
         rt.metrics.sweeper_lag.set(lag)
         return sent
+
+    async def ask_to_resend(self, pending: list[Task], now: Any) -> None:
+        """An outbox is normally emptied within one flush; one seen on two passes in a row was
+        left by a crash: ask the owner to send it (it re-checks; a second ask is a no-op)."""
+        seen = {(t.task_id, t.version) for t in pending}
+        for task in pending:
+            if (task.task_id, task.version) in self.outbox_seen:
+                cmd = OutboxCommand(
+                    task_id=task.task_id, station_id=task.station_id, version=task.version, issued_at=now
+                )
+                await self.rt.topics["task_commands"].send(key=cmd.station_id.encode(), value=encode(cmd))
+        self.outbox_seen = seen
 
 
 def register(app: AirgridApp, rt: Runtime) -> None:

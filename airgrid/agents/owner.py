@@ -1,20 +1,38 @@
 """The task owner: one writer per station partition. Turns alarms into tasks (dispatch) and
-applies feedback and deadline commands (re-keyed to this partition) to the task state machine."""
+applies feedback and deadline commands (re-keyed to this partition) to the task state machine.
+
+Exactly-once effects under SIGKILL, without Kafka transactions (an outbox in the task's value):
+1. a new task's pointer (``station-open-task``) is written and flushed first, so a stored task
+   is always reachable by the sweeper;
+2. the task is written with its pending events (``Task.outbox``) in the same value, so state and
+   events are durable together, and the producer is flushed (the changelog has them);
+3. the events are sent and their acks awaited; then the task is written without its outbox
+   (and a closed task's pointer dropped).
+A crash before 2 completes published nothing: the source offset was not committed (Faust flushes
+the producer before it commits), the message is re-delivered and applied to the same state,
+giving the same version and event ids. A crash after 2 leaves the outbox; before the task is
+touched again (or on the sweeper's ``outbox`` command) the owner reads back the tail of the
+task-events partition and sends only the events that are not there. A re-delivered command whose
+effect is in the table is a no-op (schedule id and step, feedback ids, alarm ids), so a deadline
+step is never applied twice under two versions.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from airgrid.agents.outbox import published_ids
 from airgrid.domain import tasks as machine
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.dlq import Origin
 from airgrid.models.feedback import FeedbackRejected
-from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, Task, TaskEvent
+from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import encode, text_of
 
@@ -24,10 +42,19 @@ log = logging.getLogger(__name__)
 class Owner:
     """Applies one incoming event to the owner's tables, emitting task events first."""
 
-    def __init__(self, rt: Runtime, tasks: Any, station_open: Any) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        tasks: Any,
+        station_open: Any,
+        flush: Callable[[], Awaitable[None]],
+        published: Callable[[bytes], Awaitable[set[str]]] | None = None,
+    ) -> None:
         self.rt = rt
         self.tasks = tasks
         self.station_open = station_open
+        self.flush = flush  # waits until every buffered message (changelogs too) is acked
+        self.published = published  # event ids already in the key's task-events partition
         self.m = rt.metrics
         self.events_topic = rt.topics["task_events"]
         self.rejected_topic = rt.topics["feedback_rejected"]
@@ -37,27 +64,69 @@ class Owner:
         return Task.model_validate(raw) if raw else None
 
     async def commit(self, task: Task, events: list[TaskEvent]) -> None:
-        """Send events, then store the task: a crash in between re-sends (same event ids)."""
-        key = task.station_id.encode()
+        """Store the task with its events pending, make that durable, publish, clear the outbox."""
+        station = task.station_id
+        if task.is_open and self.station_open.get(station) != task.task_id:
+            self.station_open[station] = task.task_id
+            await self.flush()
+        payloads = tuple(encode(ev).decode() for ev in events)
+        self.tasks[task.task_id] = task.model_copy(update={"outbox": payloads}).model_dump(mode="json")
+        await self.flush()
+        await self.publish(station, payloads)
+        self.settle(task)
         for ev in events:
-            await self.events_topic.send(key=key, value=encode(ev))
             self.m.task_events.labels(ev.type, str(ev.level)).inc()
             if ev.type == "reminded":
                 self.m.reminders.labels(str(ev.level)).inc()
             elif ev.type == "escalated":
                 self.m.escalations.labels(str(ev.level)).inc()
             log.info("task %s v%s %s -> grid %s", ev.task_id, ev.version, ev.type, ev.grid_id)
-        self.tasks[task.task_id] = task.model_dump(mode="json")
-        station = task.station_id
-        if task.is_open:
-            self.station_open[station] = task.task_id
-        elif self.station_open.get(station) == task.task_id:
-            self.station_open.pop(station, None)
+
+    def settle(self, task: Task) -> None:
+        """The events are out: store the task without them; a closed task leaves the pointer."""
+        self.tasks[task.task_id] = task.model_copy(update={"outbox": ()}).model_dump(mode="json")
+        if not task.is_open and self.station_open.get(task.station_id) == task.task_id:
+            self.station_open.pop(task.station_id, None)
+
+    async def publish(self, station: str, payloads: tuple[str, ...] | list[str]) -> None:
+        """Send in order and wait for the broker's acks (acks=all)."""
+        key = station.encode()
+        pending = [await self.events_topic.send(key=key, value=p.encode()) for p in payloads]
+        for fut in pending:
+            await fut
+
+    async def drain(self, task_id: str) -> None:
+        """Send the events a crash left unpublished (same bytes, same event ids), then clear them.
+        Those already in the topic are skipped; if that cannot be read, all are re-sent."""
+        task = self.task(task_id)
+        if task is None or not task.outbox:
+            return
+        payloads = list(task.outbox)
+        if self.published is not None:
+            try:
+                done = await self.published(task.station_id.encode())
+                payloads = [p for p in payloads if orjson.loads(p)["event_id"] not in done]
+            except Exception as exc:  # a copy (same id, same bytes) is better than a loss
+                log.warning("task %s: cannot read back task-events (%s); re-sending all", task_id, exc)
+        log.warning(
+            "task %s: v%s left in the outbox by a crash: %d of %d event(s) to send",
+            task_id,
+            task.version,
+            len(payloads),
+            len(task.outbox),
+        )
+        await self.publish(task.station_id, payloads)
+        self.settle(task)
+
+    async def on_outbox(self, cmd: OutboxCommand) -> None:
+        await self.drain(cmd.task_id)
 
     async def on_alarm(self, alarm: AlarmEvent, now: datetime) -> None:
         if alarm.route != "grid" or alarm.kind != "opened":
             return
         open_id = self.station_open.get(alarm.station_id)
+        if open_id:
+            await self.drain(open_id)
         current = self.task(open_id) if open_id else None
         if current is not None and current.is_open:
             task, events = machine.join(current, alarm, now)
@@ -71,11 +140,18 @@ class Owner:
         task_id = machine.task_id_for(alarm)
         if self.task(task_id) is not None:  # a replayed alarm: the task exists already
             return
-        policy = self.rt.policies.choose(alarm.severity, lineage.key_grid)
-        task, event = machine.dispatch(alarm, lineage, policy, now)
+        # the city's warning in force (hook), else the one the alarm's rules were chosen under
+        warning = self.rt.warning_level(self.rt.directory.city)
+        if warning == "none":
+            warning = str(getattr(alarm, "warning_level", "none") or "none")
+        policy = self.rt.policies.choose(alarm.severity, lineage.key_grid, warning)
+        radius = self.rt.settings.co_notify_radius_km
+        near = self.rt.directory.neighbours(alarm.station_id, radius) if radius > 0 else ()
+        task, event = machine.dispatch(alarm, lineage, policy, now, co_notified=near, warning=warning)
         await self.commit(task, [event])
 
     async def on_deadline(self, cmd: DeadlineCommand, now: datetime) -> None:
+        await self.drain(cmd.task_id)
         task = self.task(cmd.task_id)
         if task is None:
             self.m.deadline_commands.labels("unknown").inc()
@@ -90,6 +166,7 @@ class Owner:
     async def on_feedback(self, cmd: FeedbackCommand, now: datetime) -> None:
         fb = cmd.feedback
         origin = Origin(topic=cmd.origin_topic, partition=cmd.origin_partition, offset=cmd.origin_offset)
+        await self.drain(fb.task_id)
         task = self.task(fb.task_id)
         if task is None:
             await self.reject(cmd, origin, "unknown_task", f"no task {fb.task_id}", now)
@@ -162,7 +239,11 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     station_open = app.Table("station-open-task", default=None, partitions=parts, key_type=str)
     rt.tables["tasks"] = tasks
     rt.tables["station_open"] = station_open
-    owner = Owner(rt, tasks, station_open)
+
+    async def published(key: bytes) -> set[str]:
+        return await published_ids(rt.settings, rt.names.task_events, key)
+
+    owner = Owner(rt, tasks, station_open, lambda: app.producer.flush(), published)
     alarms_name, commands_name = rt.names.alarms, rt.names.task_commands
     channel = app.topic(alarms_name, commands_name, key_serializer="raw", value_serializer="raw")
 
@@ -174,6 +255,8 @@ def register(app: AirgridApp, rt: Runtime) -> None:
             await owner.on_alarm(AlarmEvent.model_validate(data), now)
         elif data.get("kind") == "deadline":
             await owner.on_deadline(DeadlineCommand.model_validate(data), now)
+        elif data.get("kind") == "outbox":
+            await owner.on_outbox(OutboxCommand.model_validate(data))
         else:
             await owner.on_feedback(FeedbackCommand.model_validate(data), now)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(
         "", pattern=r"^[A-Za-z0-9_.-]{0,100}$", description="prefix of every topic name"
     )
+    session_timeout_seconds: float = Field(
+        20.0,
+        ge=6,
+        le=300,
+        description="consumer-group session timeout: how soon the partitions of a killed worker "
+        "move to a live one (or to it, restarted)",
+    )
     topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of every airgrid topic")
     topic_replication: int = Field(1, ge=1, le=16, description="replication factor of topics")
     store: Literal["memory", "rocksdb"] = Field(
@@ -93,6 +101,13 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         1.0, gt=0, le=3600, description="how often the deadline sweeper looks at open tasks"
     )
+    co_notify_radius_km: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="also notify level-3 grids whose centre lies within this distance of the "
+        "station (0: off)",
+    )
     max_future_skew_seconds: int = Field(
         300, ge=0, description="readings observed further in the future are rejected"
     )
@@ -101,6 +116,18 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(
         65536, ge=256, description="larger readings/feedback are rejected unparsed"
+    )
+    late_grace_seconds: int = Field(
+        900,
+        ge=0,
+        le=86400,
+        description="a late reading whose hour ended at most this long before the station's newest "
+        "reading is folded into that hour and the hour re-evaluated; later ones go to the DLQ (too_late)",
+    )
+    aqi_standard: Literal["auto", "hj633-2012", "hj633-2026", "epa-2024"] = Field(
+        "auto",
+        description="AQI standard of alarms and AQI rules; auto: HJ 633-2012, or HJ 633-2026 from "
+        "2026-03-01 (China date of the reading)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="log level of airgrid's own commands (the worker: `-l`)"
@@ -174,6 +201,15 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate settings once; raise :class:`SettingsError` naming each bad setting."""
+    path = _config_file()
+    if not path.is_file():
+        raise SettingsError(f"AIRGRID_CONFIG_FILE: {path} does not exist or is not a file")
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"AIRGRID_CONFIG_FILE: {path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"AIRGRID_CONFIG_FILE: cannot read {path}: {exc}") from None
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from airgrid.domain.geo import Boundary, Locator, load_boundaries
 from airgrid.models.grid import Grid, GridDirectoryFile, Station, Worker
 from airgrid.models.tasks import Lineage
 
@@ -30,26 +31,38 @@ class Problem:
 class Directory:
     """Lookups over a validated directory; build it with :meth:`load` or :meth:`from_file_model`."""
 
-    def __init__(self, doc: GridDirectoryFile) -> None:
+    def __init__(self, doc: GridDirectoryFile, boundaries: tuple[Boundary, ...] = ()) -> None:
         self.doc = doc
         self.city = doc.city
         self.grids: dict[str, Grid] = {g.id: g for g in doc.grids}
         self.workers: dict[str, Worker] = {w.id: w for w in doc.workers}
         self.stations: dict[str, Station] = {s.id: s for s in doc.stations}
+        self.locator = Locator(boundaries)
         self._lineage: dict[str, Lineage] = {}
         for st in doc.stations:
-            if st.grid is not None:
-                self._lineage[st.id] = self.lineage_of_grid(st.grid)
+            grid = station_grid(st, self.locator)
+            if grid is not None:
+                self._lineage[st.id] = self.lineage_of_grid(grid)
 
     @classmethod
     def load(cls, path: Path) -> Directory:
-        doc, problems = parse_file(path)
+        doc, boundaries, problems = parse_directory(path)
         if doc is None or problems:
             raise DirectoryError(
                 f"grid directory {path} has {len(problems)} problem(s): "
                 + "; ".join(str(p) for p in problems[:10])
             )
-        return cls(doc)
+        return cls(doc, tuple(boundaries))
+
+    def neighbours(self, station_id: str, radius_km: float) -> tuple[str, ...]:
+        """Other level-3 grids whose centre lies within ``radius_km`` of the station, nearest
+        first (co-notification); empty without boundaries or for an unknown station."""
+        st = self.stations.get(station_id)
+        lineage = self._lineage.get(station_id)
+        if st is None or lineage is None or radius_km <= 0:
+            return ()
+        near = self.locator.within((st.lon, st.lat), radius_km)
+        return tuple(g for _, g in near if g != lineage.l3)
 
     def lineage_of_grid(self, grid_id: str) -> Lineage:
         g3 = self.grids[grid_id]
@@ -66,23 +79,50 @@ class Directory:
         return g.level if g else None
 
 
+def station_grid(st: Station, locator: Locator) -> str | None:
+    """The explicit grid of a station, else the one boundary that contains it."""
+    if st.grid is not None:
+        return st.grid
+    found = locator.locate(st.lon, st.lat)
+    return found[0] if len(found) == 1 else None
+
+
 def parse_file(path: Path) -> tuple[GridDirectoryFile | None, list[Problem]]:
     """Read and check a directory file; return the model (if it parsed) and every problem."""
+    doc, _, problems = parse_directory(path)
+    return doc, problems
+
+
+def parse_directory(path: Path) -> tuple[GridDirectoryFile | None, list[Boundary], list[Problem]]:
+    """Read a directory file and the boundaries it names; check both; report every problem."""
+    doc = _read(path)
+    if isinstance(doc, list):
+        return None, [], doc
+    boundaries: list[Boundary] = []
+    problems: list[Problem] = []
+    if doc.boundaries is not None:
+        found, geo = load_boundaries(path.parent / doc.boundaries)
+        boundaries = found
+        problems += [Problem(p.where, p.what) for p in geo]
+    return doc, boundaries, problems + check(doc, boundaries)
+
+
+def _read(path: Path) -> GridDirectoryFile | list[Problem]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        return None, [Problem(str(path), f"cannot read: {exc.strerror}")]
+        return [Problem(str(path), f"cannot read: {exc.strerror}")]
     except json.JSONDecodeError as exc:
-        return None, [Problem(f"{path}:{exc.lineno}:{exc.colno}", f"not JSON: {exc.msg}")]
+        return [Problem(f"{path}:{exc.lineno}:{exc.colno}", f"not JSON: {exc.msg}")]
     try:
-        doc = GridDirectoryFile.model_validate(raw)
+        return GridDirectoryFile.model_validate(raw)
     except ValidationError as exc:
-        return None, [Problem("$." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
-    return doc, check(doc)
+        return [Problem("$." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
 
 
-def check(doc: GridDirectoryFile) -> list[Problem]:
-    """Every consistency problem: tree shape, duplicates, workers and stations attached."""
+def check(doc: GridDirectoryFile, boundaries: list[Boundary] | None = None) -> list[Problem]:
+    """Every consistency problem: tree shape, duplicates, workers and stations attached, and
+    with boundaries: each names a level-3 grid once, each station lies in exactly one."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, g in enumerate(doc.grids):
@@ -113,18 +153,53 @@ def check(doc: GridDirectoryFile) -> list[Problem]:
         wseen.setdefault(w.id, i)
         if w.grid not in grids:
             problems.append(Problem(where, f"grid {w.grid!r} does not exist"))
+    problems += _check_boundaries(boundaries or [], grids)
+    locator = Locator(boundaries or [])
     sseen: dict[str, int] = {}
     for i, st in enumerate(doc.stations):
         where = f"$.stations[{i}] ({st.id})"
         if st.id in sseen:
             problems.append(Problem(where, f"duplicate station id, first at $.stations[{sseen[st.id]}]"))
         sseen.setdefault(st.id, i)
-        if st.grid is None:
-            problems.append(Problem(where, "station is in no level-3 grid"))
-            continue
-        home = grids.get(st.grid)
-        if home is None:
-            problems.append(Problem(where, f"grid {st.grid!r} does not exist"))
-        elif home.level != 3:
-            problems.append(Problem(where, f"grid {st.grid} is level {home.level}, expected 3"))
+        problems += [Problem(where, what) for what in _station_problems(st, grids, locator)]
     return problems
+
+
+def _check_boundaries(boundaries: list[Boundary], grids: dict[str, Grid]) -> list[Problem]:
+    problems: list[Problem] = []
+    first: dict[str, str] = {}
+    for b in boundaries:
+        grid = grids.get(b.grid_id)
+        if grid is None:
+            problems.append(Problem(b.where, f"grid {b.grid_id!r} does not exist"))
+        elif grid.level != 3:
+            problems.append(Problem(b.where, f"grid {b.grid_id} is level {grid.level}, expected 3"))
+        if b.grid_id in first:
+            problems.append(
+                Problem(b.where, f"second boundary of grid {b.grid_id}, first at {first[b.grid_id]}")
+            )
+        first.setdefault(b.grid_id, b.where)
+    return problems
+
+
+def _station_problems(st: Station, grids: dict[str, Grid], locator: Locator) -> list[str]:
+    at = f"({st.lon}, {st.lat})"
+    found = locator.locate(st.lon, st.lat) if locator.boundaries else []
+    if len(found) > 1:
+        return [
+            f"station at {at} lies in {len(found)} level-3 grids ({', '.join(found)}): overlapping boundaries"
+        ]
+    if st.grid is None:
+        if not locator.boundaries:
+            return ["station is in no level-3 grid"]
+        if not found:
+            return [f"station at {at} is in no level-3 grid: no explicit grid and no boundary contains it"]
+        return []
+    home = grids.get(st.grid)
+    if home is None:
+        return [f"grid {st.grid!r} does not exist"]
+    if home.level != 3:
+        return [f"grid {st.grid} is level {home.level}, expected 3"]
+    if found and found[0] != st.grid:
+        return [f"explicit grid {st.grid} but the station at {at} lies in the boundary of {found[0]}"]
+    return []

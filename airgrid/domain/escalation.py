@@ -34,6 +34,9 @@ class Policy(BaseModel):
         14_400, gt=0, description="after the deadline, escalate one level each time this passes"
     )
     top_level: Literal[1, 2, 3] = Field(1, description="escalate no higher than this level")
+    ack_deadline_s: float | None = Field(
+        None, gt=0, description="remind the grid if the task is not acknowledged within this"
+    )
 
 
 class Selector(BaseModel):
@@ -94,13 +97,23 @@ def load_policy_book(path: Path) -> PolicyBook:
         raise PolicyError(f"policy file {path}: {where}: {first['msg']}") from None
 
 
-def build_schedule(policy: Policy, start: datetime, level: int) -> tuple[datetime, tuple[Step, ...]]:
+def build_schedule(
+    policy: Policy, start: datetime, level: int, *, ack: bool = False
+) -> tuple[datetime, tuple[Step, ...]]:
     """The feedback deadline and the ordered steps for a task that becomes due from ``start``.
 
     ``level`` is the level responsible now; escalations climb from it to ``policy.top_level``.
+    ``ack``: the task still awaits its acknowledgement (a fresh dispatch), so the policy's
+    acknowledgement reminder is scheduled too; it only fires while the task is unacknowledged.
     """
     deadline = start + timedelta(seconds=policy.feedback_deadline_s)
     steps: list[Step] = []
+    if ack and policy.ack_deadline_s is not None:
+        at = start + timedelta(seconds=policy.ack_deadline_s)
+        if at < deadline:
+            steps.append(
+                Step(at=at, action="remind", level=level, reason="not acknowledged", only_unacknowledged=True)  # type: ignore[arg-type]
+            )
     for before in sorted(policy.reminders_before_s, reverse=True):
         at = deadline - timedelta(seconds=before)
         if at > start:
@@ -118,7 +131,8 @@ def build_schedule(policy: Policy, start: datetime, level: int) -> tuple[datetim
                 reason=f"no feedback, escalated to level {target}",
             )  # type: ignore[arg-type]
         )
-    return deadline, tuple(steps)
+    # ordered by time (stable: at equal times the acknowledgement reminder comes first)
+    return deadline, tuple(sorted(steps, key=lambda s: s.at))
 
 
 def shift_after(steps: tuple[Step, ...], index: int, delay: timedelta) -> tuple[Step, ...]:

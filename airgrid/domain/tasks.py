@@ -97,9 +97,21 @@ def _bump(task: Task, now: datetime, **update: Any) -> Task:
     return task.model_copy(update={"version": task.version + 1, "updated_at": now, **update})
 
 
-def dispatch(alarm: AlarmEvent, lineage: Lineage, policy: Policy, now: datetime) -> tuple[Task, TaskEvent]:
-    """A new task for the station's level-3 grid, with its policy and schedule snapshotted."""
-    deadline, steps = build_schedule(policy, now, 3)
+def dispatch(
+    alarm: AlarmEvent,
+    lineage: Lineage,
+    policy: Policy,
+    now: datetime,
+    *,
+    co_notified: tuple[str, ...] = (),
+    warning: str = "none",
+) -> tuple[Task, TaskEvent]:
+    """A new task for the station's level-3 grid, with its policy and schedule snapshotted.
+
+    ``co_notified``: other level-3 grids told of the task (routing); ``warning``: the
+    heavy-pollution warning level in force, recorded with the policy it chose."""
+    deadline, steps = build_schedule(policy, now, 3, ack=True)
+    co_notified = tuple(g for g in dict.fromkeys(co_notified) if g != lineage.l3)
     task = Task(
         task_id=task_id_for(alarm),
         station_id=alarm.station_id,
@@ -115,8 +127,12 @@ def dispatch(alarm: AlarmEvent, lineage: Lineage, policy: Policy, now: datetime)
         deadline_at=deadline,
         schedule=steps,
         schedule_id=1,
+        co_notified=co_notified,
+        warning=warning,
     )
-    return task, _event(task, "dispatched", now, alarm_id=alarm.alarm_id, note=alarm.rule_id)
+    return task, _event(
+        task, "dispatched", now, alarm_id=alarm.alarm_id, note=alarm.rule_id, co_notified=co_notified
+    )
 
 
 def join(task: Task, alarm: AlarmEvent, now: datetime) -> tuple[Task, list[TaskEvent]]:
@@ -127,11 +143,20 @@ def join(task: Task, alarm: AlarmEvent, now: datetime) -> tuple[Task, list[TaskE
     return new, [_event(new, "alarm_joined", now, alarm_id=alarm.alarm_id, note=alarm.rule_id)]
 
 
+def live_step(task: Task) -> int:
+    """Index of the next step that still applies: the acknowledgement reminder is passed over
+    once the task left ``dispatched`` (no event: skipping it changes nothing visible)."""
+    i = task.next_step
+    while i < len(task.schedule) and task.schedule[i].only_unacknowledged and task.state != "dispatched":
+        i += 1
+    return i
+
+
 def apply_deadline(task: Task, cmd: DeadlineCommand, now: datetime) -> tuple[Task, list[TaskEvent]]:
     """Apply a sweeper's command once: stale ones (other schedule, step done, paused) do nothing."""
     if (
         cmd.schedule_id != task.schedule_id
-        or cmd.step != task.next_step
+        or cmd.step != live_step(task)
         or task.state not in RUNNING_STATES
         or cmd.step >= len(task.schedule)
     ):
@@ -220,16 +245,17 @@ def apply_feedback(
 
 def due_command(task: Task, now: datetime) -> DeadlineCommand | None:
     """What a sweeper should emit for this task now, if anything (pure; the owner re-checks)."""
-    if task.state not in RUNNING_STATES or task.next_step >= len(task.schedule):
+    index = live_step(task)
+    if task.state not in RUNNING_STATES or index >= len(task.schedule):
         return None
-    step = task.schedule[task.next_step]
+    step = task.schedule[index]
     if step.at > now:
         return None
     return DeadlineCommand(
         task_id=task.task_id,
         station_id=task.station_id,
         schedule_id=task.schedule_id,
-        step=task.next_step,
+        step=index,
         due_at=step.at,
         issued_at=now,
     )

@@ -27,7 +27,13 @@ class AlarmEvent(Message):
     value: float | None = Field(description="value that triggered the event, in the rule's unit")
     threshold: float | None
     period: str = Field(description="averaging period of the value, e.g. 1h")
-    aqi: int | None = None
+    aqi: int | None = Field(None, description="real-time (hourly) or daily AQI of the window")
+    aqi_standard: str | None = Field(None, description="hj633-2012, hj633-2026 or epa-2024")
+    category: str | None = Field(None, description="AQI category, English name (e.g. Heavily polluted)")
+    category_level: int | None = Field(None, description="AQI category level, 1..6")
+    primary: list[str] = Field(default_factory=list, description="primary indicators, e.g. pm25_24h")
+    iaqi: dict[str, int] = Field(default_factory=dict, description="individual AQI per indicator")
+    warning_level: str = Field("none", description="heavy-pollution warning level whose rules applied")
     window_start: Timestamp
     window_end: Timestamp
     opened_at: Timestamp = Field(description="event time the episode opened")

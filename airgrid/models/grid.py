@@ -43,6 +43,11 @@ class GridDirectoryFile(Message):
 
     schema_version: Literal[1] = 1
     city: str
+    boundaries: str | None = Field(
+        None,
+        description="GeoJSON FeatureCollection of level-3 grid boundaries (path relative to this "
+        "file); stations without an explicit grid are located in them",
+    )
     grids: list[Grid]
     workers: list[Worker]
     stations: list[Station]

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, FiniteFloat
+from pydantic import Field, FiniteFloat, model_validator
 
 from airgrid.models.common import Message, Pollutant, StationId, Timestamp
+
+# The only units a station can report in (GB 3095): µg/m³, and mg/m³ for CO.
+UNITS: dict[str, frozenset[str]] = {
+    p: frozenset({"mg/m3", "mg/m³"}) if p == "co" else frozenset({"ug/m3", "µg/m3", "µg/m³", "ug/m³"})
+    for p in ("pm25", "pm10", "so2", "no2", "co", "o3")
+}
 
 # HJ 212 data flags; only N (normal) and S (manually entered) count toward averages.
 Hj212Flag = Literal["N", "F", "M", "S", "D", "C", "T", "B"]
@@ -33,7 +39,31 @@ class Reading(Message):
     values: dict[Pollutant, FiniteFloat] = Field(min_length=1)
     flags: dict[Pollutant, Hj212Flag] = Field(default_factory=dict)
     wind: Wind | None = None
+    units: dict[Pollutant, str] = Field(
+        default_factory=dict, description="optional declared units; only µg/m³ (CO: mg/m³) is accepted"
+    )
+
+    @model_validator(mode="after")
+    def _units(self) -> Reading:
+        for pollutant, unit in self.units.items():
+            if unit not in UNITS[pollutant]:
+                want = "mg/m3" if pollutant == "co" else "ug/m3"
+                raise ValueError(f"unit {unit!r} is not possible for {pollutant}: stations report {want}")
+        return self
 
     def valid_values(self) -> dict[Pollutant, float]:
-        """Concentrations whose HJ 212 flag lets them into averages."""
+        """Concentrations whose HJ 212 flag lets them into averages (a new dict, the caller's)."""
+        if not self.flags:  # the common case: every value is normal
+            return dict(self.values)
         return {p: v for p, v in self.values.items() if self.flags.get(p, "N") in VALID_FLAGS}
+
+
+class StationCommand(Message):
+    """An internal command to the detection owner of a station (topic ``station-commands``).
+
+    Timers may not write tables, so the silence sweep sends this; the ingest agent applies it."""
+
+    schema_version: Literal[1] = 1
+    command: Literal["check_silence"] = "check_silence"
+    station_id: StationId
+    at: Timestamp

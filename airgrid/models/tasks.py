@@ -54,6 +54,9 @@ class Step(Message):
     action: StepAction
     level: GridLevel = Field(description="grid level responsible after this step")
     reason: str
+    only_unacknowledged: bool = Field(
+        False, description="skipped once the task is acknowledged (the acknowledgement reminder)"
+    )
 
 
 class Task(Message):
@@ -79,6 +82,13 @@ class Task(Message):
     escalations: int = 0
     applied_feedback: tuple[str, ...] = Field(
         (), description="recent feedback ids, so a replayed feedback is recognised"
+    )
+    co_notified: tuple[GridId, ...] = Field(
+        (), description="other level-3 grids told of the task at dispatch (routing)"
+    )
+    warning: str = Field("none", description="heavy-pollution warning level in force at dispatch")
+    outbox: tuple[str, ...] = Field(
+        (), description="events of this version not yet known to be published (JSON); see the owner"
     )
 
     @property
@@ -111,6 +121,9 @@ class TaskEvent(Message):
     feedback_id: str | None = None
     findings: Findings | None = None
     departments: tuple[str, ...] = ()
+    co_notified: tuple[GridId, ...] = Field(
+        (), description="on dispatched: other level-3 grids told of the task (neighbours)"
+    )
     note: str = ""
 
 
@@ -123,6 +136,17 @@ class DeadlineCommand(Message):
     schedule_id: int
     step: int
     due_at: Timestamp
+    issued_at: Timestamp
+
+
+class OutboxCommand(Message):
+    """Emitted by a sweeper for a task whose last events may not have been published (a crash
+    between storing the task and sending them); the owner re-sends them, byte for byte."""
+
+    kind: Literal["outbox"] = "outbox"
+    task_id: TaskId
+    station_id: StationId
+    version: int
     issued_at: Timestamp
 
 

@@ -32,6 +32,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def no_warning(city: str) -> str:
+    """The default warning hook: no heavy-pollution warning in force."""
+    return "none"
+
+
 @dataclass
 class Runtime:
     """What every stage needs, built once at start and passed down (no globals)."""
@@ -43,6 +48,9 @@ class Runtime:
     metrics: Metrics
     names: TopicNames
     clock: Clock = utc_now
+    # the heavy-pollution warning level in force for a city (none/blue/yellow/orange/red);
+    # chooses the escalation policy at dispatch
+    warning_level: Callable[[str], str] = no_warning
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
 
@@ -109,6 +117,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
         topic_replication_factor=s.topic_replication,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=s.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, s.session_timeout_seconds / 3),
         web_host=s.web_host,
         web_port=s.web_port,
         web_bind=s.web_host,
@@ -123,8 +133,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
         rt.topics[attr] = app.topic(name, partitions=s.topic_partitions, **raw)
 
     from airgrid.agents import deadlines, feedback, ingest, owner, projection
+    from airgrid.agents import warnings as warnings_agent
     from airgrid.streams import web
 
+    warnings_agent.register(app, rt)
     ingest.register(app, rt)
     owner.register(app, rt)
     feedback.register(app, rt)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airgrid.config.settings import Settings, SettingsError, load_settings
+from airgrid.ops.registry import OPS_COMMANDS
 from airgrid.sim.runner import SimConfig
 
 OWN_HELP = """\
@@ -22,8 +23,14 @@ Commands:
   watch               print alarms, task events and dead letters as they happen
   topics              create every airgrid topic that is missing
   tasks list|show     tasks and their history, from the SQL projection
+  feedback send       send a worker's action on a task to the feedback topic
+  replay              replay a topic range into the SQL projection (idempotent)
+  report              weekly|monthly|quarterly reports and the yearly grid assessment
+  schemas             export the JSON Schemas of the public messages
+  db upgrade|status   the projection database (Alembic migrations)
   grids check FILE    validate a grid directory file
   aqi POLLUTANT=VALUE ...   IAQI, AQI, category and primary pollutant
+  backtest FILE...    run the alarm rules over historical hourly CSVs (no Kafka)
   kafka run|fetch|check|stop   the local development broker
 
 Settings come from AIRGRID_* environment variables and the config file (AIRGRID_CONFIG_FILE);
@@ -145,56 +152,28 @@ def cmd_topics(argv: list[str]) -> int:
 
 
 def cmd_grids(argv: list[str]) -> int:
-    from airgrid.domain.directory import parse_file
+    from airgrid.domain.directory import Directory, parse_directory
 
     p = argparse.ArgumentParser(prog="airgrid grids", description="Grid directory tools.")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="validate a directory file and list every problem")
     c.add_argument("file", type=Path)
     a = p.parse_args(argv)
-    doc, problems = parse_file(a.file)
+    doc, boundaries, problems = parse_directory(a.file)
     for problem in problems:
         print(problem)
     if doc is None or problems:
         print(f"{a.file}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     levels = [sum(1 for g in doc.grids if g.level == lv) for lv in (1, 2, 3)]
+    located = sum(1 for st in doc.stations if st.grid is None)
+    Directory(doc, tuple(boundaries))  # builds every lineage: proves the tree is usable
     print(
         f"{a.file}: ok: {levels[0]} level-1, {levels[1]} level-2, {levels[2]} level-3 grids "
         f"({sum(g.key for g in doc.grids)} key), {len(doc.workers)} workers, "
-        f"{len(doc.stations)} stations"
+        f"{len(doc.stations)} stations ({located} located by boundary), "
+        f"{len(boundaries)} level-3 boundaries"
     )
-    return 0
-
-
-def cmd_tasks(argv: list[str]) -> int:
-    from airgrid.sinks.sql import iter_tasks, make_engine, task_history
-
-    p = argparse.ArgumentParser(prog="airgrid tasks", description="Tasks from the projection.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    ls = sub.add_parser("list", help="list tasks")
-    ls.add_argument("--state", default=None)
-    show = sub.add_parser("show", help="a task and its full history")
-    show.add_argument("task_id")
-    a = p.parse_args(argv)
-    s = _settings_or_exit()
-    engine = make_engine(s.sqlalchemy_url)
-    if a.cmd == "list":
-        for t in iter_tasks(engine, a.state):
-            print(
-                f"{t['task_id']:<32} {t['state']:<18} level {t['level']} grid {t['grid_id']:<12} "
-                f"v{t['version']} updated {t['updated_at']}"
-            )
-        return 0
-    history = task_history(engine, a.task_id)
-    if not history:
-        print(f"airgrid: no task {a.task_id} in {s.sqlalchemy_url}", file=sys.stderr)
-        return 1
-    for e in history:
-        print(
-            f"v{e['version']:<3} {e['at']} {e['type']:<20} {e['state']:<18} level {e['level']} "
-            f"grid {e['grid_id']} {e['worker_id'] or ''} {e['note'] or ''}"
-        )
     return 0
 
 
@@ -202,6 +181,12 @@ def cmd_aqi(argv: list[str]) -> int:
     from airgrid.domain.aqi import main as aqi_main
 
     return aqi_main(argv)
+
+
+def cmd_backtest(argv: list[str]) -> int:
+    from airgrid.domain.backtest import main as backtest_main
+
+    return backtest_main(argv)
 
 
 def cmd_kafka(argv: list[str]) -> int:
@@ -216,9 +201,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "watch": cmd_watch,
     "topics": cmd_topics,
     "grids": cmd_grids,
-    "tasks": cmd_tasks,
     "aqi": cmd_aqi,
+    "backtest": cmd_backtest,
     "kafka": cmd_kafka,
+    **OPS_COMMANDS,  # tasks, feedback, replay, db, schemas, report (airgrid/ops)
 }
 
 

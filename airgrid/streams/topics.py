@@ -20,7 +20,7 @@ PUBLIC = (
     "task-events",
     "warnings",
 )
-INTERNAL = ("task-commands",)
+INTERNAL = ("task-commands", "station-commands")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class TopicNames:
     task_events: str
     warnings: str
     task_commands: str
+    station_commands: str = ""  # detection commands keyed by station (the silence check)
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -48,6 +49,7 @@ class TopicNames:
             task_events=t("task-events"),
             warnings=t("warnings"),
             task_commands=t("task-commands"),
+            station_commands=t("station-commands"),
         )
 
     def all(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,7 +112,7 @@ policies = st.builds(
 def test_schedule_properties(policy: Policy, level: int) -> None:
     deadline, steps = build_schedule(policy, T0, level)
     assert deadline == T0 + timedelta(seconds=policy.feedback_deadline_s)
-    assert all(a.at <= b.at for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(steps))
     assert all(x.at > T0 for x in steps)
     escalations = [x for x in steps if x.action == "escalate"]
     # one level per step, from level - 1 up to the policy's top level, never beyond
@@ -145,8 +146,8 @@ def test_shift_keeps_the_gaps_between_later_steps(policy: Policy, index: int, de
     shifted = shift_after(steps, index, timedelta(seconds=delay_s))
     assert len(shifted) == len(steps)
     tail, old = shifted[index + 1 :], steps[index + 1 :]
-    assert [b.at - a.at for a, b in zip(tail, tail[1:], strict=False)] == [
-        b.at - a.at for a, b in zip(old, old[1:], strict=False)
+    assert [b.at - a.at for a, b in itertools.pairwise(tail)] == [
+        b.at - a.at for a, b in itertools.pairwise(old)
     ]
     assert all(x.at - y.at == timedelta(seconds=delay_s) for x, y in zip(tail, old, strict=True))
 
@@ -214,7 +215,10 @@ def test_selector_severity_and_empty_fields() -> None:
         ('[policies.standard]\nfeedback_deadline_s = "soon"\n', "policies.standard.feedback_deadline_s"),
         ("[policies.standard]\nescalate_after_s = 0\n", "policies.standard.escalate_after_s"),
         ("[policies.standard]\nspeed = 1\n", "policies.standard.speed"),
-        ('[policies.standard]\n[[select]]\npolicy = "standard"\nwarning = ["purple"]\n', "select.0.warning.0"),
+        (
+            '[policies.standard]\n[[select]]\npolicy = "standard"\nwarning = ["purple"]\n',
+            "select.0.warning.0",
+        ),
     ],
 )
 def test_load_policy_book_errors_name_the_field(tmp_path: Path, text: str, needle: str) -> None:
@@ -225,7 +229,7 @@ def test_load_policy_book_errors_name_the_field(tmp_path: Path, text: str, needl
 
 
 def test_load_policy_book_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="missing.toml"):
+    with pytest.raises(PolicyError, match=r"missing\.toml"):
         load_policy_book(tmp_path / "missing.toml")
 
 

@@ -7,6 +7,7 @@ issued at. Stale, duplicate and forged commands and replayed feedback ids are mi
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from airgrid.domain.tasks import (
     dispatch,
     due_command,
     join,
+    live_step,
 )
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.feedback import Feedback, FeedbackAction, Findings, SourceType
@@ -66,6 +68,7 @@ policies = st.builds(
     overdue_reminder=st.booleans(),
     escalate_after_s=st.integers(5, 200),
     top_level=st.sampled_from([1, 2, 3]),
+    ack_deadline_s=st.none() | st.integers(1, 500),
 )
 feedback_ops = st.tuples(
     st.sampled_from(["feedback", "legal"]),  # legal: an action the current state allows
@@ -111,6 +114,8 @@ def _feedback(trace: Trace, op: tuple[Any, ...], now: datetime) -> list[TaskEven
         assert refusal.code == expected
         assert expected == "wrong_grid" or action in ("approve", "close", "reject")
         return []
+    # only the chain acts, and only levels 2 and 1 review
+    assert LINEAGE.at(level) == grid and (level < 3 or action not in ("approve", "close", "reject"))
     findings = Findings(source_found=source is not None, source_type=source) if action == "submit" else None
     fb = Feedback(
         feedback_id=f"F{n}",
@@ -131,6 +136,7 @@ def _feedback(trace: Trace, op: tuple[Any, ...], now: datetime) -> list[TaskEven
         return []
     # (1) every accepted transition is in the table
     assert new.state == TRANSITIONS[(task.state, action)]
+    assert new.applied_feedback[-1] == fb.feedback_id  # so a replay is recognised
     assert events[0].type != "departments_notified" and events[0].feedback_id == fb.feedback_id
     assert len(events) == (2 if action == "submit" and source else 1)
     if action == "reject":
@@ -150,7 +156,12 @@ def _deadline(trace: Trace, cmd: DeadlineCommand, now: datetime) -> list[TaskEve
     if not events:
         assert new == task
         return []
-    assert len(events) == 1 and new.next_step == task.next_step + 1
+    # the acknowledgement reminder is passed over once acknowledged, never applied late
+    assert cmd.step == live_step(task) >= task.next_step and new.next_step == cmd.step + 1
+    assert all(x.only_unacknowledged for x in task.schedule[task.next_step : cmd.step])
+    step = task.schedule[cmd.step]
+    assert task.state == "dispatched" or not step.only_unacknowledged
+    assert len(events) == 1 and events[0].type == ("reminded" if step.action == "remind" else "escalated")
     # the same command again is a no-op
     assert apply_deadline(new, cmd, now) == (new, [])
     # catch-up: whatever remains is never in the past
@@ -251,6 +262,7 @@ def test_sweeper_driven_task_walks_its_schedule_in_order(
     task, _ = dispatch(alarm(0), LINEAGE, policy, T0)
     original: tuple[Step, ...] = task.schedule
     now = T0 + timedelta(seconds=downtime)
+
     def step_if_due() -> None:
         nonlocal task
         cmd = due_command(task, now)
@@ -271,4 +283,4 @@ def test_sweeper_driven_task_walks_its_schedule_in_order(
     assert task.reminders == sum(x.action == "remind" for x in original)
     # shifting moves steps only later, and keeps their order
     assert all(a.at >= b.at for a, b in zip(task.schedule, original, strict=True))
-    assert all(x.at <= y.at for x, y in zip(task.schedule, task.schedule[1:], strict=False))
+    assert all(x.at <= y.at for x, y in itertools.pairwise(task.schedule))

@@ -23,6 +23,7 @@ from airgrid.domain.tasks import (
     dispatch,
     due_command,
     join,
+    live_step,
     station_of_task,
     task_id_for,
 )
@@ -222,6 +223,33 @@ def test_deadlines_pause_under_review() -> None:
         task_id=task.task_id, station_id="ST001", schedule_id=1, step=0, due_at=s(70), issued_at=s(70)
     )
     assert apply_deadline(task, cmd, s(10_000)) == (task, [])
+
+
+def test_acknowledgement_reminder_fires_only_while_unacknowledged() -> None:
+    policy = SHORT.model_copy(update={"ack_deadline_s": 20})
+    task = dispatch(alarm(), LINEAGE, policy, T0)[0]
+    assert [(x.at, x.reason, x.only_unacknowledged) for x in task.schedule[:2]] == [
+        (s(20), "not acknowledged", True),
+        (s(70), "deadline approaching", False),
+    ]
+    _, events = tick(task, s(20))
+    assert [(e.type, e.note) for e in events] == [("reminded", "not acknowledged")]
+    # acknowledged before the sweeper's command arrives: the command is stale, the step skipped
+    cmd = due_command(task, s(25))
+    assert cmd is not None and cmd.step == 0
+    acked, _ = ok(apply_feedback(task, feedback(task, "acknowledge", "f1", s(21)), policy, s(21)))
+    assert apply_deadline(acked, cmd, s(25)) == (acked, [])
+    assert live_step(acked) == 1 and due_command(acked, s(69)) is None
+    later, events = tick(acked, s(70))
+    assert [e.note for e in events] == ["deadline approaching"] and later.next_step == 2
+
+
+def test_dispatch_records_co_notified_grids_and_warning() -> None:
+    task, ev = dispatch(
+        alarm(), LINEAGE, SHORT, T0, co_notified=("L3-010103", "L3-010102", "L3-010103"), warning="orange"
+    )
+    assert task.co_notified == ev.co_notified == ("L3-010103",)  # deduplicated, own grid dropped
+    assert task.warning == "orange"
 
 
 # --- feedback -----------------------------------------------------------------------------------

@@ -1,0 +1,218 @@
+"""Averages over a station's ring of hourly values, and the AQI of an hour or a day.
+
+Validity follows GB 3095: an hourly value needs 45 minutes of data (applied when the hour is
+built), a 24 h or calendar-day average 20 valid hours, an O3 8 h average 6 valid hours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from airgrid.domain import aqi as exact
+from airgrid.domain import epa
+from airgrid.domain.aqi import AqiResult, Standard
+from airgrid.domain.detection import fastaqi
+from airgrid.domain.detection.compiled import CUTOVER_TS, RuleSet
+
+HOUR = 3600
+_ONE_HOUR = {p: f"{p}_1h" for p in exact.POLLUTANTS}
+
+
+def standard_of(rs: RuleSet, hour_ts: float) -> Standard:
+    """The AQI standard of an hour: configured, or by the China date (2026 from 2026-03-01)."""
+    if rs.aqi_standard == "auto":
+        return Standard.HJ633_2026 if hour_ts >= CUTOVER_TS else Standard.HJ633_2012
+    return Standard(rs.aqi_standard)
+
+
+def china_day(hour: int) -> int:
+    """China calendar day number (UTC+8, no DST) of an hour number."""
+    return (hour + 8) // 24
+
+
+def day_hours(day: int) -> range:
+    return range(day * 24 - 8, day * 24 + 16)
+
+
+class HourView:
+    """Lazily computed, memoised aggregates around hour ``h`` (one per closed hour)."""
+
+    __slots__ = ("_aqi", "_avg", "h", "ring", "rs", "vals", "windows")
+
+    def __init__(
+        self,
+        ring: dict[int, dict[str, float]],
+        h: int,
+        rs: RuleSet,
+        windows: dict[int, tuple[int, dict[str, float], dict[str, int]]] | None = None,
+    ) -> None:
+        self.ring = ring
+        # the station's running window sums; a throw-away dict when there is no state to carry
+        self.windows = {} if windows is None else windows
+        self.h = h
+        self.rs = rs
+        self.vals = ring.get(h, {})
+        self._avg: dict[int, dict[str, float]] = {}
+        self._aqi: AqiResult | epa.EpaResult | bool | None = False
+
+    def avg(self, pollutant: str, hours: int) -> float | None:
+        """Sliding average of the ``hours`` hours ending with ``h``, or None if not valid."""
+        window = self._avg.get(hours)
+        if window is None:
+            window = self._avg[hours] = self._window(hours)
+        return window.get(pollutant)
+
+    def _window(self, hours: int) -> dict[str, float]:
+        minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
+        h, ring = self.h, self.ring
+        prev = self.windows.get(hours)
+        if prev is not None and prev[0] == h - 1 and h % 24:  # slide by one hour
+            _, sums, counts = prev
+            leaving = ring.get(h - hours)
+            if leaving is not None:
+                for p, v in leaving.items():
+                    sums[p] -= v  # it entered the window earlier: the key exists
+                    counts[p] -= 1
+            for p, v in self.vals.items():
+                if p in counts:
+                    sums[p] += v
+                    counts[p] += 1
+                else:
+                    sums[p] = v
+                    counts[p] = 1
+        else:  # after a gap, a revision, or once a day (no float drift): one full pass
+            sums, counts = {}, {}
+            for k in range(h - hours + 1, h + 1):
+                slot = ring.get(k)
+                if slot is not None:
+                    for p, v in slot.items():
+                        sums[p] = sums.get(p, 0.0) + v
+                        counts[p] = counts.get(p, 0) + 1
+        self.windows[hours] = (h, sums, counts)
+        return {p: total / counts[p] for p, total in sums.items() if counts[p] >= minimum and counts[p]}
+
+    def baseline(self, pollutant: str, hours: int, minimum: int) -> float | None:
+        """Mean of the ``hours`` hours before ``h`` (the station's own recent level)."""
+        return _mean(self.ring, range(self.h - hours, self.h), pollutant, minimum)
+
+    def indicators(self, standard: Standard) -> dict[str, float]:
+        vals = self.vals
+        out = {_ONE_HOUR[p]: v for p, v in vals.items()}
+        if standard is Standard.HJ633_2012 or standard is Standard.EPA_2024:
+            for p in ("pm25", "pm10", "so2"):
+                if p != "so2" or vals.get("so2", 0.0) > 800:  # 2012: SO2 24 h only above 800
+                    v = self.avg(p, 24)
+                    if v is not None:
+                        out[f"{p}_24h"] = v
+        if "o3" in vals:
+            v = self.avg("o3", 8)
+            if v is not None:
+                out["o3_8h"] = v
+        return out
+
+    def may_reach(self, level: int) -> bool:
+        """False only if the hour's AQI surely stays below category ``level`` (a cheap test
+        before computing it: no indicator is near the concentration of that level)."""
+        if not self.vals:
+            return False
+        standard = standard_of(self.rs, self.h * HOUR)
+        if standard is Standard.EPA_2024:
+            return True
+        return fastaqi.may_exceed(self.indicators(standard), standard, exact.categories()[level - 2].aqi_max)
+
+    def aqi(self) -> AqiResult | epa.EpaResult | None:
+        """Real-time AQI of the hour (fast path, exact result); None when there is no data."""
+        if self._aqi is not False:
+            return self._aqi  # type: ignore[return-value]
+        result: AqiResult | epa.EpaResult | None = None
+        if self.vals:
+            standard = standard_of(self.rs, self.h * HOUR)
+            if standard is Standard.EPA_2024:
+                result = _epa(self)
+            else:
+                result = fastaqi.hourly(self.indicators(standard), standard)
+        self._aqi = result
+        return result
+
+
+def _mean(ring: dict[int, dict[str, float]], hours: range, pollutant: str, minimum: int) -> float | None:
+    total = 0.0
+    n = 0
+    for h in hours:
+        slot = ring.get(h)
+        if slot is not None:
+            v = slot.get(pollutant)
+            if v is not None:
+                total += v
+                n += 1
+    return total / n if n >= minimum and n else None
+
+
+def _epa(view: HourView) -> epa.EpaResult | None:
+    """US EPA: PM from the NowCast of the last 12 hours, O3/CO 8 h averages, SO2/NO2 1 h."""
+    concs: dict[str, Any] = {}
+    for p, ind in (("pm25", "pm25_24h"), ("pm10", "pm10_24h")):
+        hours = [view.ring.get(view.h - k, {}).get(p) for k in range(12)]
+        now = epa.nowcast(hours)
+        if now is not None:
+            concs[ind] = now
+    vals = view.vals
+    for p, ind in (("so2", "so2_1h"), ("no2", "no2_1h"), ("o3", "o3_1h")):
+        if p in vals:
+            concs[ind] = vals[p]
+    o3 = view.avg("o3", 8)
+    if o3 is not None:
+        concs["o3_8h"] = o3
+    co = view.avg("co", 8)
+    if co is not None:
+        concs["co_8h"] = co
+    result = epa.epa_result(concs, from_ugm3=True)
+    return result if result.aqi is not None else None
+
+
+def aqi_level(result: AqiResult | epa.EpaResult) -> int:
+    assert result.category is not None
+    return result.category.level
+
+
+def aqi_fields(result: AqiResult | epa.EpaResult | None, standard: Standard) -> dict[str, Any]:
+    """The AQI fields of an alarm event."""
+    if result is None or result.aqi is None or result.category is None:
+        return {"aqi_standard": standard.value}
+    cat = result.category
+    name = cat.en if isinstance(cat, exact.Category) else cat.name
+    return {
+        "aqi": result.aqi,
+        "aqi_standard": standard.value,
+        "category": name,
+        "category_level": cat.level,
+        "primary": list(result.primary),
+        "iaqi": dict(result.iaqi),
+    }
+
+
+def daily_result(ring: dict[int, dict[str, float]], day: int, rs: RuleSet) -> tuple[Standard, Any]:
+    """Daily AQI (HJ 633) of a China calendar day from the ring; EPA has no daily AQI here."""
+    hours = day_hours(day)
+    standard = standard_of(rs, hours[0] * HOUR)
+    if standard is Standard.EPA_2024:
+        return standard, None
+    concs: dict[str, float] = {}
+    for p in ("pm25", "pm10", "so2", "no2", "co"):
+        v = _mean(ring, hours, p, rs.min_day_hours)
+        if v is not None:
+            concs[f"{p}_24h"] = v
+    eights = [_mean(ring, range(h - 7, h + 1), "o3", rs.min_o3_8h_hours) for h in hours]
+    valid8 = [v for v in eights if v is not None]
+    if len(valid8) >= 14:  # HJ 633: the O3 8 h daily maximum needs 14 valid 8 h values
+        concs["o3_8h_daily_max"] = max(valid8)
+    ones = [ring.get(h, {}).get("o3") for h in hours]
+    ones_valid = [v for v in ones if v is not None]
+    if standard is Standard.HJ633_2012 and len(ones_valid) >= rs.min_day_hours:
+        concs["o3_1h_daily_max"] = max(ones_valid)
+    return standard, exact.daily_aqi(concs, standard) if concs else None
+
+
+def ts_to_dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

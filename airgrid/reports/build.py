@@ -1,0 +1,115 @@
+"""Assemble a report: the period, the grids in scope (from the grid directory), the figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from airgrid.domain.directory import Directory
+from airgrid.reports import compute
+from airgrid.reports.periods import Period
+from airgrid.sinks.sql.queries import dlq_counts
+from airgrid.sinks.sql.schema import task_events
+
+LEVEL = {"weekly": 3, "monthly": 2, "quarterly": 1, "assessment": 3}
+TITLES = {
+    "weekly": "Weekly patrol report per level-3 grid",
+    "monthly": "Monthly dispatch summary per level-2 grid",
+    "quarterly": "Quarterly bulletin per level-1 grid",
+    "assessment": "Yearly grid assessment (level-3 grids)",
+}
+FIGURES = {
+    "weekly": compute.weekly,
+    "monthly": compute.monthly,
+    "quarterly": compute.quarterly,
+    "assessment": compute.assessment,
+}
+# (title, value column) of the bar charts of the HTML report
+CHARTS = {
+    "weekly": [("Tasks dispatched", "tasks"), ("Patrols (on-site visits)", "patrols")],
+    "monthly": [("Tasks dispatched", "dispatched"), ("Escalated to level 2", "escalated_to_l2")],
+    "quarterly": [("Tasks", "tasks"), ("Closure rate", "closure_rate")],
+    "assessment": [("Score (0-100)", "score"), ("On-time feedback rate", "on_time_rate")],
+}
+
+
+class GridError(ValueError):
+    """The --grid does not exist, or is at a level the report cannot use."""
+
+
+@dataclass
+class Report:
+    kind: str
+    title: str
+    period: Period
+    city: str
+    scope: str
+    rows: list[dict[str, Any]]
+    charts: list[tuple[str, str]]
+    notes: list[str] = field(default_factory=list)
+    extra: list[dict[str, Any]] = field(default_factory=list)  # quarterly: data quality
+
+
+def grids_in_scope(directory: Directory, level: int, grid: str | None) -> list[str] | None:
+    """Grids of ``level`` under ``grid`` (itself if at that level); None: every grid with activity."""
+    if grid is None:
+        return None
+    g = directory.grids.get(grid)
+    if g is None:
+        raise GridError(f"--grid: no grid {grid!r} in the grid directory")
+    if g.level > level:
+        raise GridError(f"--grid {grid} is a level-{g.level} grid; this report is per level-{level} grid")
+    frontier = {grid}
+    for _ in range(level - g.level):  # walk down to the report's level
+        frontier = {c.id for c in directory.grids.values() if c.parent in frontier}
+    return sorted(frontier)
+
+
+def load_facts(engine: Engine, period: Period) -> list[compute.TaskFacts]:
+    """Every task event before the period's end (repeats look back 30 days before its start)."""
+    q = select(task_events).where(task_events.c.at < period.end)
+    with engine.connect() as conn:
+        return compute.fold(dict(r._mapping) for r in conn.execute(q))
+
+
+def build(kind: str, period: Period, directory: Directory, engine: Engine, grid: str | None) -> Report:
+    level = LEVEL[kind]
+    scope = grids_in_scope(directory, level, grid)
+    facts = load_facts(engine, period)
+    if scope is None:
+        key = {3: "l3", 2: "l2", 1: "l1"}[level]
+        active = {
+            getattr(f, key)
+            for f in facts
+            if period.contains(f.dispatched_at)
+            or any(period.contains(t) for t in (*f.patrols, *f.submissions, f.closed_at))
+        }
+        scope = sorted(active)
+    rows = FIGURES[kind](facts, period, scope)
+    for r in rows:
+        g = directory.grids.get(r["grid"])
+        r["name"] = g.name if g else "(not in the directory)"
+    report = Report(
+        kind,
+        TITLES[kind],
+        period,
+        directory.city,
+        f"grid {grid} ({directory.grids[grid].name})" if grid else "whole city",
+        rows,
+        CHARTS[kind],
+    )
+    report.notes.append(
+        "On time: first feedback at or before the deadline the task was dispatched with. "
+        "Tasks count in the period they were dispatched in."
+    )
+    if kind == "assessment":
+        report.notes.append(
+            "score = 100 x (0.40 on-time rate + 0.30 closure rate + 0.15 (1 - escalation rate) "
+            "+ 0.15 (1 - repeat-alarm rate)); see docs/reports.md"
+        )
+    if kind == "quarterly":
+        report.extra = dlq_counts(engine, period.first_day.isoformat(), period.end_day.isoformat())
+    return report

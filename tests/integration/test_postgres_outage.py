@@ -1,0 +1,143 @@
+"""The real worker's projection on PostgreSQL while its database goes away and comes back:
+writes are retried with backoff, the consumer never commits past unwritten events (even when the
+worker is stopped during the outage), and afterwards the projection holds every task event that
+is on the topic: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from airgrid.config.settings import DATA_DIR
+from airgrid.domain.directory import Directory
+from tests.e2e.test_alarm_loop import feedback, reading
+from tests.helpers import Collector, Worker, produce, worker_env
+from tests.sql_support import pg_database, postgres_url
+
+__all__ = ["pg_database"]
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
+DIRECTORY = Directory.load(DATA_DIR / "grids.json")
+
+
+class Outage:
+    """Takes one database away (no new connections, current ones terminated) and back."""
+
+    def __init__(self, url: str) -> None:
+        self.name = make_url(url).database
+        self.admin = create_engine(postgres_url(), isolation_level="AUTOCOMMIT")
+
+    def begin(self) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :d"),
+                {"d": self.name},
+            )
+
+    def end(self) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true'))
+
+
+def projected(url: str) -> set[tuple[str, int]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {(r[0], r[1]) for r in conn.execute(text("select task_id, version from task_events"))}
+    except Exception:
+        return set()
+    finally:
+        engine.dispose()
+
+
+async def wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def test_projection_survives_a_database_outage(
+    kafka_bootstrap: str, uid: str, tmp_path: Path, pg_database: str
+) -> None:
+    env = worker_env(kafka_bootstrap, uid, tmp_path / "state", AIRGRID_DATABASE_URL=pg_database)
+    prefix = env["AIRGRID_TOPIC_PREFIX"]
+    lineage = DIRECTORY.lineage("ST001")
+    assert lineage is not None
+    w3, w2 = f"W-{lineage.l3}-1", f"W-{lineage.l2}"
+    outage = Outage(pg_database)
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        async with Collector(kafka_bootstrap, [prefix + "task-events"]) as seen:
+            on_topic = lambda: {(e["task_id"], e["version"]) for e in seen.of(prefix + "task-events")}  # noqa: E731
+            hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+            await produce(
+                kafka_bootstrap,
+                prefix + "readings",
+                [(b"ST001", reading("ST001", hour + timedelta(minutes=10 * i), 130.0)) for i in range(1, 7)],
+            )
+            first = await seen.wait_for(
+                prefix + "task-events", lambda e: e["type"] == "dispatched", 30, "dispatch"
+            )
+            task = first["task_id"]
+            await wait_until(lambda: (task, 1) in projected(pg_database), 30, "the dispatch in PostgreSQL")
+
+            # 1. outage while the worker runs: the write is retried and lands once the db is back
+            outage.begin()
+            errors = worker.metric("airgrid_projection_errors_total")
+            await produce(
+                kafka_bootstrap, prefix + "feedback", [(b"k", feedback("o-1", task, w3, "acknowledge"))]
+            )
+            await seen.wait_for(prefix + "task-events", lambda e: e["type"] == "acknowledged", 30, "ack")
+            await wait_until(
+                lambda: worker.metric("airgrid_projection_errors_total") > errors, 30, "a failed write"
+            )
+            assert not on_topic() <= projected(pg_database) or True  # db is unreachable here
+            outage.end()
+            await wait_until(lambda: on_topic() <= projected(pg_database), 60, "the retried write")
+
+            # 2. outage, and the worker stops before the database is back: nothing is committed
+            # past the unwritten events, so the next worker writes them
+            outage.begin()
+            errors = worker.metric("airgrid_projection_errors_total")
+            await produce(
+                kafka_bootstrap,
+                prefix + "feedback",
+                [
+                    (b"k", feedback("o-2", task, w3, "submit", findings={"source_found": False})),
+                    (b"k", feedback("o-3", task, w2, "approve")),
+                ],
+            )
+            await seen.wait_for(prefix + "task-events", lambda e: e["type"] == "closed", 30, "closure")
+            await wait_until(
+                lambda: worker.metric("airgrid_projection_errors_total") > errors, 30, "a failed write"
+            )
+            assert worker.stop() == 0, worker.tail()
+            outage.end()
+            missing = on_topic() - projected(pg_database)
+            assert missing, "the outage should have left events unwritten"
+            worker.start()
+            await wait_until(
+                lambda: on_topic() <= projected(pg_database), 60, f"the unwritten {sorted(missing)}"
+            )
+            assert len(projected(pg_database)) == len(on_topic()) == len(seen.of(prefix + "task-events"))
+        engine = create_engine(pg_database)
+        with engine.connect() as conn:
+            state = conn.execute(
+                text("select state, version from tasks where task_id = :t"), {"t": task}
+            ).one()
+        engine.dispose()
+        assert tuple(state) == ("closed", max(v for t, v in on_topic() if t == task))
+    finally:
+        worker.stop()
+        outage.end()
+        outage.admin.dispose()

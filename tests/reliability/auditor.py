@@ -1,0 +1,105 @@
+"""The auditor: what the worker should have produced for the readings it was given (the same pure
+functions run offline), against what the output topics and the projection hold."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from airgrid.config.settings import Settings
+from airgrid.domain.detection import engine
+from airgrid.domain.detection.compiled import RuleBook
+from airgrid.domain.detection.state import StationState
+from airgrid.domain.rules import load_rules
+from airgrid.models.readings import Reading
+
+
+def wallclock_rules(settings: Settings) -> set[str]:
+    """Rules that depend on the wall clock (a station's silence), not on the readings alone."""
+    return {r.id for r in load_rules(settings.rules_file).rules if r.kind == "silent"}
+
+
+def expected_alarms(settings: Settings, readings: Iterable[bytes]) -> dict[str, dict[str, Any]]:
+    """event_id -> alarm event, for every reading in topic order (per station), no warning."""
+    book = RuleBook(
+        load_rules(settings.rules_file),
+        grace_s=settings.late_grace_seconds,
+        aqi_standard=settings.aqi_standard,
+    )
+    rules = book.for_level("none")
+    states: dict[str, StationState] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for raw in readings:
+        r = Reading.model_validate(orjson.loads(raw))
+        state = states.setdefault(r.station_id, StationState())
+        state, events, _ = engine.evaluate(state, r, rules, r.observed_at.timestamp())
+        for e in events:
+            out[e.event_id] = e.model_dump(mode="json")
+    return out
+
+
+@dataclass
+class Audit:
+    """Counts of what was lost, duplicated or contradictory; the goal for each is zero."""
+
+    expected: int
+    lost: list[str] = field(default_factory=list)
+    duplicated: int = 0  # the same event delivered again (allowed by at-least-once, counted)
+    conflicting: list[str] = field(default_factory=list)  # same id, different content
+    unexpected: list[str] = field(default_factory=list)
+    task_conflicts: list[str] = field(default_factory=list)
+    steps_twice: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.lost or self.conflicting or self.unexpected or self.task_conflicts or self.steps_twice
+        )
+
+
+ALARM_FIELDS = ("kind", "alarm_id", "rule_id", "station_id", "value")
+
+
+def audit(
+    expected: dict[str, dict[str, Any]],
+    alarms: list[dict[str, Any]],
+    task_events: list[dict[str, Any]],
+    ignore_rules: set[str],
+) -> Audit:
+    seen: dict[str, dict[str, Any]] = {}
+    expected = {k: v for k, v in expected.items() if v["rule_id"] not in ignore_rules}
+    result = Audit(expected=len(expected))
+    for a in alarms:
+        if a["rule_id"] in ignore_rules:
+            continue
+        prev = seen.get(a["event_id"])
+        if prev is not None:
+            result.duplicated += 1
+            if any(prev[k] != a[k] for k in ALARM_FIELDS):
+                result.conflicting.append(a["event_id"])
+            continue
+        seen[a["event_id"]] = a
+        want = expected.get(a["event_id"])
+        if want is None:
+            result.unexpected.append(a["event_id"])
+        elif any(want[k] != a[k] for k in ALARM_FIELDS):
+            result.conflicting.append(a["event_id"])
+    result.lost = sorted(set(expected) - set(seen))
+    versions: dict[tuple[str, int], dict[str, Any]] = {}
+    for e in task_events:
+        key = (e["task_id"], e["version"])
+        prev = versions.get(key)
+        if prev is not None and (prev["type"], prev["level"]) != (e["type"], e["level"]):
+            result.task_conflicts.append(f"{key}: {prev['type']} vs {e['type']}")
+        versions.setdefault(key, e)
+    steps = Counter(
+        (e["task_id"], e["type"], e["level"], e.get("note"))
+        for e in versions.values()
+        if e["type"] in ("reminded", "escalated")
+    )
+    result.steps_twice = [f"{k}" for k, n in steps.items() if n > 1]
+    return result

@@ -1,0 +1,62 @@
+"""The detection stages register on the one app the factory builds (no broker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airgrid.agents.warnings import apply_raw, warning_level
+from airgrid.config.settings import load_settings
+from airgrid.domain.detection.compiled import RuleBook
+from airgrid.domain.detection.warnings import WarningBoard
+from airgrid.streams.app import create_app
+
+
+def test_ingest_warnings_and_the_silence_sweep_register(tmp_path: Path) -> None:
+    settings = load_settings(store="memory", data_dir=tmp_path, topic_prefix="x.")
+    app = create_app(settings)
+    rt = app.runtime
+    assert "airgrid.ingest" in {a.name for a in app.agents.values()}
+    tasks = " ".join(
+        repr(getattr(t, "__wrapped__", t)) + getattr(t, "__qualname__", "") for t in app._app_tasks
+    )
+    assert "silence_sweep" in tasks and "warnings_reader" in tasks
+    assert rt.names.station_commands == "x.station-commands" and "x.station-commands" in rt.names.all()
+    assert isinstance(rt.tables["warnings"], WarningBoard) and isinstance(rt.tables["rulebook"], RuleBook)
+    city = rt.directory.city
+    assert rt.warning_level(city) == "none" == warning_level(rt, city)
+    apply_raw(
+        rt.tables["warnings"],
+        f'{{"city": "{city}", "level": "orange", "issued_at": "2026-01-01T00:00:00Z"}}'.encode(),
+    )
+    assert rt.warning_level(city) == "orange"  # the hook the task owner reads
+    assert apply_raw(rt.tables["warnings"], b"not json") is None  # skipped, never fatal
+
+
+async def test_the_silence_sweep_sends_a_command_per_silent_station(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    from airgrid.agents.ingest import sweep_silence
+    from airgrid.domain.detection.state import StationState
+
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    rt = app.runtime
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    rt.clock = lambda: now
+    old = (now - timedelta(hours=2)).timestamp()
+    stations = {
+        "ST001": StationState(last_obs=old, last_arrival=old).to_json(),
+        "ST002": StationState(last_obs=now.timestamp() - 60, last_arrival=now.timestamp() - 60).to_json(),
+        "ST003": None,
+    }
+    sent: list[tuple[bytes, bytes]] = []
+
+    class Topic:
+        async def send(self, key: bytes, value: bytes) -> None:
+            sent.append((key, value))
+
+    book = rt.tables["rulebook"]
+    assert await sweep_silence(rt, stations, Topic(), lambda _now: book.for_level("none")) == 1
+    ((key, value),) = sent
+    assert key == b"ST001" and orjson.loads(value)["command"] == "check_silence"

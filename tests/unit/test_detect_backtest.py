@@ -1,0 +1,104 @@
+"""``airgrid backtest`` over Beijing-format CSVs: units, the hour label, the hourly AQI CSV, episodes
+per station and month, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from airgrid.domain import aqi
+from airgrid.domain.backtest import main, read_rows
+from airgrid.streams.cli import COMMANDS
+
+HEADER = (
+    '"No","year","month","day","hour","PM2.5","PM10","SO2","NO2","CO","O3",'
+    '"TEMP","PRES","DEWP","RAIN","wd","WSPM","station"'
+)
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "beijing"
+
+
+def write_csv(path: Path, station: str, pm25: list[str], day: int = 1, month: int = 12) -> Path:
+    lines = [HEADER]
+    for i, v in enumerate(pm25):
+        d, h = day + i // 24, i % 24
+        pm10 = "NA" if v == "NA" else str(float(v) * 1.5)
+        lines.append(f'{i + 1},2016,{month},{d},{h},{v},{pm10},8,40,1200,30,0,1020,-10,0,"N",2,"{station}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_rows_take_the_label_as_the_start_of_the_hour_and_co_in_mg(tmp_path: Path) -> None:
+    (row,) = read_rows(write_csv(tmp_path / "a.csv", "Dongsi", ["80"]))
+    assert row.end.isoformat() == "2016-12-01T01:00:00+08:00"  # label 0 = 00:00-01:00 local
+    assert row.values == {"pm25": 80.0, "pm10": 120.0, "so2": 8.0, "no2": 40.0, "co": 1.2, "o3": 30.0}
+    (end,) = read_rows(tmp_path / "a.csv", label="end")
+    assert end.end.isoformat() == "2016-12-01T00:00:00+08:00"
+
+
+def test_backtest_prints_episodes_per_station_and_month_and_writes_hourly_aqi(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    values = ["30"] * 24 + ["160"] * 8 + ["20"] * 16  # an 8-hour episode on the second day
+    a = write_csv(tmp_path / "a.csv", "Dongsi", values)
+    b = write_csv(tmp_path / "b.csv", "Huairou", ["20"] * 47 + ["NA"])
+    out = tmp_path / "aqi.csv"
+    assert COMMANDS["backtest"]([str(a), str(b), "--hourly-aqi-out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    dongsi = next(line for line in text.splitlines() if line.startswith("Dongsi"))
+    assert dongsi.split()[:4] == ["Dongsi", "2016-12", "48", "4"]
+    assert "pm25_1h_exceedance 1" in dongsi and "pm25_1h_severe 1" in dongsi
+    assert "episodes opened per rule:" in text and "pm25_sustained                 1" in text
+    assert next(line for line in text.splitlines() if line.startswith("Huairou")).split()[3] == "0"
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert list(rows[0])[:5] == ["station", "time", "aqi", "category", "primary"]
+    assert {"iaqi_pm25_24h", "iaqi_o3_8h", "iaqi_pm25_1h"} <= set(rows[0])
+    assert len(rows) == 96  # one row per reading (Huairou's last hour lacks PM only)
+    hour30 = next(r for r in rows if r["station"] == "Dongsi" and r["time"] == "2016-12-02T06:00:00+08:00")
+    pm25_24h = (30 * 17 + 160 * 7) / 24  # 2012: real-time PM from the sliding 24 h average
+    exact = aqi.hourly_aqi(
+        {"so2": 8, "no2": 40, "co": 1.2, "o3": 30},
+        aqi.Standard.HJ633_2012,
+        pm25_24h=pm25_24h,
+        pm10_24h=pm25_24h * 1.5,
+        o3_8h=30,
+    )
+    assert int(hour30["aqi"]) == exact.aqi and hour30["category"] == exact.category.en  # type: ignore[union-attr]
+    assert hour30["primary"] == " ".join(exact.primary) and hour30["iaqi_pm25_1h"] == ""
+    first = rows[0]
+    assert first["aqi"] == "" and first["iaqi_so2_1h"] != ""  # no 24 h PM yet: AQI not published
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["nothing.csv"], "nothing.csv: No such file"),
+        (["--rules", "nope.toml", "x.csv"], "nope.toml"),
+    ],
+)
+def test_backtest_errors_are_one_line(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err
+
+
+def test_not_a_beijing_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main([str(bad)]) == 2
+    assert "not a Beijing Multi-Site CSV" in capsys.readouterr().err
+
+
+def test_real_beijing_january_2017(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = SHARED / "PRSA_Data_Dongsi_20130301-20170228.csv"
+    lines = src.read_text(encoding="utf-8").splitlines()
+    month = [lines[0], *(line for line in lines[1:] if ",2017,1," in line)]
+    part = tmp_path / "dongsi-2017-01.csv"
+    part.write_text("\n".join(month) + "\n", encoding="utf-8")
+    assert main([str(part), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("Dongsi"))
+    assert row.split()[1] == "2017-01" and int(row.split()[2]) > 700 and int(row.split()[3]) > 0

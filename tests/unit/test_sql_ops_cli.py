@@ -1,0 +1,89 @@
+"""The operator CLI on a SQLite projection (no broker): tasks list filters, tasks show history
+with feedback actions, db status, and the one-line errors of feedback send and replay."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from airgrid.ops.cli_replay import cmd_db, cmd_replay
+from airgrid.ops.cli_tasks import cmd_feedback, cmd_tasks
+from airgrid.sinks.sql import SqlProjection, make_engine
+from tests.sql_support import letters, week_story
+
+
+@pytest.fixture
+def projection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'airgrid.db'}"
+    sink = SqlProjection(make_engine(url))
+    sink.setup()
+    s = week_story()
+    sink.write(s.alarms, s.events, s.feedback, letters())
+    for k in [k for k in os.environ if k.startswith("AIRGRID_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AIRGRID_DATABASE_URL", url)
+    monkeypatch.setenv("AIRGRID_BROKER", "kafka://127.0.0.1:1")
+    return url
+
+
+def listed(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    assert cmd_tasks(["list", *argv, "--format", "csv"]) == 0
+    return [r["task_id"] for r in csv.DictReader(io.StringIO(capsys.readouterr().out))]
+
+
+def test_tasks_list_filters(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(listed(capsys)) == 6
+    assert listed(capsys, "--grid", "L3-010102") == ["T-ST001-202611160200", "T-ST001-202611190200"]
+    assert len(listed(capsys, "--grid", "L2-0101")) == 4 and len(listed(capsys, "--grid", "L1-01")) == 6
+    assert listed(capsys, "--state", "acknowledged") == ["T-ST003-202611180200", "T-ST003-202611230300"]
+    assert listed(capsys, "--since", "2026-11-20", "--until", "2026-11-23") == ["T-ST002-202611200200"]
+    assert listed(capsys, "--since", "2026-11-23T00:00+08:00") == ["T-ST003-202611230300"]
+
+
+def test_tasks_show_full_history(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_tasks(["show", "T-ST001-202611190200"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("  v")]
+    assert len(lines) == 7 and "feedback_rejected" in lines[3] and "W-L2-0101 (reject)" in lines[3]
+    assert "chain L3-010102 > L2-0101 > L1-01" in out and "2026-11-19 10:00:00" in out  # local time
+
+
+def test_tasks_errors(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_tasks(["show", "T-ST001-209901010000"]) == 1
+    assert "no task 'T-ST001-209901010000'" in capsys.readouterr().err
+    assert cmd_tasks(["list", "--grid", "NOPE"]) == 2
+    assert "no grid 'NOPE'" in capsys.readouterr().err
+    assert cmd_tasks(["list", "--since", "last tuesday"]) == 2
+    assert "--since: 'last tuesday' is not an ISO date" in capsys.readouterr().err
+
+
+def test_db_status(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_db(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "schema revision 0002 (head 0002)" in out and "task_events" in out
+
+
+def test_feedback_send_refuses_bad_input_before_kafka(
+    projection: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cmd_feedback(
+        ["send", "--task", "not-a-task", "--worker", "W-L3-010102-1", "--action", "acknowledge"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("airgrid: invalid feedback: task_id") and err.count("\n") == 1
+    code = cmd_feedback(
+        ["send", "--task", "T-ST001-202611160200", "--worker", "W-1", "--action", "acknowledge"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot send to Kafka at kafka://127.0.0.1:1" in err
+
+
+def test_replay_without_a_broker_is_exit_1(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd_replay(["--topic", "task-events", "--from-time", "yesterday"]) == 2
+    assert "--from-time" in capsys.readouterr().err
+    assert cmd_replay(["--topic", "task-events"]) == 1
+    assert "cannot reach Kafka" in capsys.readouterr().err
