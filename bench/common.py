@@ -249,6 +249,8 @@ class Worker:
         )
         env.update(EXTRA_ENV)
         env.update(extra)
+        if "BENCH_GC_PROBE" in env:  # its sitecustomize logs GC pauses
+            env["PYTHONPATH"] = f"{src}{os.pathsep}{env['BENCH_GC_PROBE']}"
         return cls(src, env, log_path)
 
     @property

@@ -531,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K=V",
         help="extra environment of the main and recovery workers (e.g. PRODUCER_LINGER=0.01); repeatable",
     )
+    ap.add_argument(
+        "--gc-probe", action="store_true", help="log garbage-collection pauses >= 20 ms in the worker logs"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, for a first look")
     ap.add_argument(
         "--profile",
@@ -551,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     lat_s = a.latency_seconds or (12.0 if a.quick else 30.0)
     skip = set(filter(None, a.skip.split(",")))
     c.EXTRA_ENV.update(kv.split("=", 1) for kv in a.worker_env)
+    if a.gc_probe:
+        c.EXTRA_ENV["BENCH_GC_PROBE"] = str(Path(__file__).parent / "gcprobe")
     lat_stations = 500
 
     from airgrid.devkafka import LocalKafka, free_port

@@ -54,7 +54,7 @@ def _decode(raw: bytes | None, model: type[M], max_bytes: int) -> M | Rejection:
     if not isinstance(data, dict):
         return Rejection("not_object", f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version", 1)
-    if version != 1:
+    if type(version) is not int or version != 1:  # true and 1.0 are not the version 1
         return Rejection("schema_version", f"unsupported schema_version {version!r} (expected 1)")
     try:
         return model.model_validate(data)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, FiniteFloat, model_validator
+from pydantic import Field, FiniteFloat, Strict, model_validator
 
 from airgrid.models.common import Message, Pollutant, StationId, Timestamp
 
@@ -17,6 +17,10 @@ UNITS: dict[str, frozenset[str]] = {
 # HJ 212 data flags; only N (normal) and S (manually entered) count toward averages.
 Hj212Flag = Literal["N", "F", "M", "S", "D", "C", "T", "B"]
 VALID_FLAGS: frozenset[str] = frozenset({"N", "S"})
+
+
+# A concentration is a JSON number: not a string, not a boolean, not NaN or infinity.
+Concentration = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 class Wind(Message):
@@ -36,7 +40,7 @@ class Reading(Message):
     station_id: StationId
     observed_at: Timestamp = Field(description="end of the averaging interval (event time)")
     interval_s: int = Field(3600, ge=1, le=86400, description="averaging interval in seconds")
-    values: dict[Pollutant, FiniteFloat] = Field(min_length=1)
+    values: dict[Pollutant, Concentration] = Field(min_length=1)
     flags: dict[Pollutant, Hj212Flag] = Field(default_factory=dict)
     wind: Wind | None = None
     units: dict[Pollutant, str] = Field(

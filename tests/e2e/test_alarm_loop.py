@@ -166,7 +166,7 @@ async def test_readings_to_closed_task_with_escalation(
             assert sorted(d["reason_code"] for d in dlq) == sorted(
                 ["not_json", "not_json", "not_json", "invalid", "unknown_station"]
             )
-            assert any("finite" in d["reason"] for d in dlq)
+            assert any("values.pm25" in d["reason"] for d in dlq)
             assert all(d["origin"]["topic"] == t["readings"] and d["origin"]["offset"] >= 0 for d in dlq)
             assert worker.metric("airgrid_readings_total", outcome="accepted") == 12
             assert worker.metric("airgrid_readings_total", outcome="rejected") == 5

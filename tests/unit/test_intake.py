@@ -118,11 +118,18 @@ def test_nan_and_infinity_json_tokens_are_not_json(token: bytes) -> None:
     assert code_of(read(raw)) == "not_json"
 
 
-@pytest.mark.parametrize("text", ["NaN", "nan", "Infinity", "-inf"])
-def test_nan_and_infinity_strings_are_invalid(text: str) -> None:
-    result = read(orjson.dumps(good_reading(values={"pm25": text})))
+@pytest.mark.parametrize("value", ["NaN", "nan", "Infinity", "-inf", "12", True, False, [1], None])
+def test_concentrations_must_be_json_numbers(value: object) -> None:
+    result = read(orjson.dumps(good_reading(values={"pm25": value})))
     assert code_of(result) == "invalid"
-    assert isinstance(result, Rejection) and "values.pm25" in result.reason and "finite" in result.reason
+    assert isinstance(result, Rejection) and "values.pm25" in result.reason
+    assert "valid number" in result.reason
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_schema_version_must_be_the_integer_one(version: object) -> None:
+    raw = orjson.dumps({**good_reading(), "schema_version": version})
+    assert code_of(read(raw)) == "schema_version"
 
 
 def test_negative_concentrations_are_named() -> None:
