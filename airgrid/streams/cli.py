@@ -109,11 +109,29 @@ def cmd_simulate(argv: list[str]) -> int:
     )
     _sim_args(p)
     p.add_argument("--workers", action="store_true", help="also answer tasks as grid workers")
+    p.add_argument(
+        "--blast",
+        type=int,
+        default=None,
+        metavar="N",
+        help="load test: publish N readings as fast as possible (past event time), print the rate",
+    )
     a = p.parse_args(argv)
     cfg = _sim_config(a)
 
     async def go(s: Settings) -> int:
         directory = Directory.load(s.grid_file)
+        if a.blast:
+            from datetime import UTC, datetime, timedelta
+
+            from airgrid.sim.runner import blast
+
+            ids = sorted(directory.stations)[: a.stations]
+            per_station = a.blast // max(len(ids), 1) + 1
+            start = datetime.now(UTC) - timedelta(minutes=per_station + 5)
+            rate = await blast(s, ids, a.blast, start)
+            print(f"published {a.blast} readings of {len(ids)} stations at {rate:,.0f} readings/s")
+            return 0
         jobs = [run_stations(s, directory, cfg)]  # type: ignore[arg-type]
         if a.workers:
             jobs.append(run_workers(s, directory, GridWorkers(directory)))  # type: ignore[arg-type]
