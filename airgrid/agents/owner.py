@@ -252,7 +252,9 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         topic = event.message.topic
         data = orjson.loads(event.value)
         if topic == alarms_name:
-            await owner.on_alarm(AlarmEvent.model_validate(data), now)
+            # only an opened grid alarm can dispatch or join a task: skip the rest unparsed
+            if data.get("kind") == "opened" and data.get("route") == "grid":
+                await owner.on_alarm(AlarmEvent.model_validate(data), now)
         elif data.get("kind") == "deadline":
             await owner.on_deadline(DeadlineCommand.model_validate(data), now)
         elif data.get("kind") == "outbox":

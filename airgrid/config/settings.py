@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     policy_file: Path = Field(DATA_DIR / "policy.toml", description="escalation policy (TOML)")
     timezone: str = Field("Asia/Shanghai", description="IANA zone for local days and reports")
 
+    producer_linger_seconds: float = Field(
+        0.005, ge=0, le=1, description="how long the producer waits to fill a batch (throughput vs latency)"
+    )
+
     # --- Behaviour ---------------------------------------------------------------------------
     sweep_interval_seconds: float = Field(
         1.0, gt=0, le=3600, description="how often the deadline sweeper looks at open tasks"

@@ -123,6 +123,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
         web_port=s.web_port,
         web_bind=s.web_host,
         producer_acks=-1,
+        producer_linger=s.producer_linger_seconds,
         autodiscover=False,
         origin="airgrid",
     )
