@@ -98,7 +98,11 @@ class Settings(BaseSettings):
     timezone: str = Field("Asia/Shanghai", description="IANA zone for local days and reports")
 
     producer_linger_seconds: float = Field(
-        0.005, ge=0, le=1, description="how long the producer waits to fill a batch (throughput vs latency)"
+        0.0,
+        ge=0,
+        le=1,
+        description="how long the producer waits to fill a batch; the owner flushes per task change, "
+        "so a linger slows it (measured: 10 ms gave ingest x1.33 but all stages x0.55)",
     )
 
     # --- Behaviour ---------------------------------------------------------------------------
