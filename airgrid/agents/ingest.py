@@ -9,6 +9,7 @@ timer may not write a table, it sends a ``check_silence`` command that this agen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -80,11 +81,18 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         log.warning("reading %s/%s@%s to DLQ (%s): %s", msg.topic, msg.partition, msg.offset, code, reason)
 
     async def publish(station: str, events: list[AlarmEvent], now: datetime) -> None:
+        """Send the alarms and wait until Kafka has them. Only then is the station's state written:
+        a crash in between replays the reading against the old state and re-sends the same event
+        ids (a duplicate subscribers drop), where the other order could lose an alarm for good."""
+        if not events:
+            return
         key = station.encode()
+        acks = []
         for alarm in events:
-            await alarms.send(key=key, value=encode(alarm))
+            acks.append(await alarms.send(key=key, value=encode(alarm)))
             m.alarms.labels(alarm.kind, alarm.rule_id, alarm.pollutant or "", alarm.severity).inc()
             m.detection_latency.observe(max(0.0, (rt.clock() - now).total_seconds()))
+        await asyncio.gather(*acks)
 
     async def on_reading(event: Any, now: datetime) -> None:
         result = parse_reading(event.value, now, limits, directory.stations.__contains__)
