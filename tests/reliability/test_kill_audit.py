@@ -17,7 +17,7 @@ from airgrid.config.settings import load_settings
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
 from tests.reliability.auditor import audit, expected_alarms, wallclock_rules
 
-pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(420)]
 STATIONS = [f"ST{i:03d}" for i in range(1, 13)]
 HOURS = 12
 
@@ -105,7 +105,7 @@ async def test_kills_lose_nothing_and_duplicate_nothing(
                 f"duplicated={result.duplicated} conflicting={len(result.conflicting)} "
                 f"task_conflicts={len(result.task_conflicts)} steps_twice={len(result.steps_twice)}"
             )
-            assert result.clean, result
+            assert result.clean, (result.lost[:8], result.conflicting[:4])
             dispatched = [e for e in seen.of(p + "task-events") if e["type"] == "dispatched"]
             by_task: dict[str, int] = {}
             for e in dispatched:
