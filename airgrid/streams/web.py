@@ -17,11 +17,19 @@ def register(app: AirgridApp, rt: Runtime) -> None:
 
     @app.page("/health")  # type: ignore[untyped-decorator]
     async def health(web: Any, request: Any) -> Any:
-        ready = not app.rebalancing and not getattr(app, "in_recovery", False)
+        ready = is_ready(app)
         return web.json(
             {"status": "ok" if ready else "recovering", "app": rt.settings.app_id},
             status=200 if ready else 503,
         )
+
+
+def is_ready(app: AirgridApp) -> bool:
+    """Joined the group, tables recovered, streams resumed, and not rebalancing now. Before the
+    first recovery completes the worker answers 503: it is up but does not process yet."""
+    recovery = getattr(app.tables, "recovery", None)
+    recovered = recovery is not None and recovery.completed.is_set()
+    return bool(recovered and not app.rebalancing and not getattr(app, "in_recovery", False))
 
 
 async def update_consumer_lag(app: AirgridApp, rt: Runtime) -> None:
