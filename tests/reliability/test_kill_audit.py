@@ -17,7 +17,7 @@ from airgrid.config.settings import load_settings
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
 from tests.reliability.auditor import audit, expected_alarms, wallclock_rules
 
-pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(420)]
 STATIONS = [f"ST{i:03d}" for i in range(1, 13)]
 HOURS = 12
 
@@ -64,6 +64,7 @@ async def test_kills_lose_nothing_and_duplicate_nothing(
         uid,
         tmp_path / "state",
         AIRGRID_POLICY_FILE=str(short_policy(tmp_path / "p.toml", 4, 2, 3)),
+        AIRGRID_SESSION_TIMEOUT_SECONDS="6",
     )
     p = env["AIRGRID_TOPIC_PREFIX"]
     start = (datetime.now(UTC) - timedelta(hours=HOURS + 2)).replace(minute=0, second=0, microsecond=0)
