@@ -96,12 +96,18 @@ class SqlProjection:
         return written
 
 
+class UnsupportedDatabase(ValueError):
+    """The projection database is neither SQLite nor PostgreSQL."""
+
+
 def _insert(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     if conn.dialect.name == "sqlite":
         return sqlite.insert(table)
-    raise NotImplementedError(f"airgrid's projection supports sqlite and postgresql, not {conn.dialect.name}")
+    raise UnsupportedDatabase(
+        f"AIRGRID_DATABASE_URL: airgrid's projection supports sqlite and postgresql, not {conn.dialect.name}"
+    )
 
 
 def _insert_new(conn: Connection, table: Table, keys: list[str], rows: list[dict[str, Any]]) -> int:
