@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from airgrid.devkafka import free_port
 from airgrid.streams.demo import wait_http
@@ -123,14 +123,70 @@ class Worker:
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    """Write ``messages`` in order and wait until Kafka has every one: a failed send raises.
+
+    Idempotent, with a long delivery timeout, so that the retries a broker fault causes neither
+    duplicate a message nor give up on one (a test harness that drops input silently would report
+    the worker's "losses" for it)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=120_000
+    )
     await producer.start()
     try:
-        for key, value in messages:
-            await producer.send(topic, key=key, value=value)
-        await producer.flush()
+        acks = [await producer.send(topic, key=key, value=value) for key, value in messages]
+        await asyncio.gather(*acks)
     finally:
         await producer.stop()
+
+
+async def read_topics(
+    bootstrap: str, topics: list[str], timeout: float = 60.0
+) -> dict[str, list[dict[str, Any]]]:
+    """Every JSON message of ``topics``, read afresh from the beginning up to their current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(await _partitions(consumer, t, timeout))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = {tp: off for tp, off in (await consumer.end_offsets(tps)).items() if off > 0}
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for tp, msgs in (await consumer.getmany(*ends, timeout_ms=500)).items():
+                for msg in msgs:
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        out[tp.topic].append(orjson.loads(msg.value))
+            ends = {tp: end for tp, end in ends.items() if await consumer.position(tp) < end}
+        if ends:
+            raise AssertionError(f"could not read {sorted(map(str, ends))} to the end in {timeout}s")
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metadata = await consumer._client.fetch_all_metadata()  # the topics it never subscribed to
+        parts = metadata.partitions_for_topic(topic)
+        if parts:
+            return set(parts)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"topic {topic} has no partitions after {timeout}s")
+
+
+async def consumer_lag(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int | None, int]]:
+    """partition -> (the group's committed offset, the end offset) of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic, 30))]
+        consumer.assign(tps)  # no join: the group's members keep their partitions
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: (await consumer.committed(tp), ends[tp]) for tp in tps}
+    finally:
+        await consumer.stop()
 
 
 @dataclass

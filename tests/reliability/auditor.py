@@ -3,6 +3,8 @@ functions run offline), against what the output topics and the projection hold."
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from airgrid.domain.detection.compiled import RuleBook
 from airgrid.domain.detection.state import StationState
 from airgrid.domain.rules import load_rules
 from airgrid.models.readings import Reading
+from tests.helpers import Collector, consumer_lag, read_topics
 
 
 def wallclock_rules(settings: Settings) -> set[str]:
@@ -53,12 +56,22 @@ class Audit:
     unexpected: list[str] = field(default_factory=list)
     task_conflicts: list[str] = field(default_factory=list)
     steps_twice: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # where to look when it is not clean
 
     @property
     def clean(self) -> bool:
         return not (
             self.lost or self.conflicting or self.unexpected or self.task_conflicts or self.steps_twice
         )
+
+    def explain(self) -> str:
+        """A failure message: the counts, the first ids of each kind, and the notes."""
+        parts = [f"expected {self.expected}, duplicated {self.duplicated}"]
+        for name in ("lost", "conflicting", "unexpected", "task_conflicts", "steps_twice"):
+            ids = getattr(self, name)
+            if ids:
+                parts.append(f"{name} {len(ids)}: {ids[:6]}")
+        return "; ".join(parts + self.notes)
 
 
 ALARM_FIELDS = ("kind", "alarm_id", "rule_id", "station_id", "value")
@@ -103,3 +116,38 @@ def audit(
     )
     result.steps_twice = [f"{k}" for k, n in steps.items() if n > 1]
     return result
+
+
+async def settle(
+    bootstrap: str,
+    prefix: str,
+    group: str,
+    expected: dict[str, dict[str, Any]],
+    ignore: set[str],
+    seen: Collector,
+    within: float,
+) -> Audit:
+    """Wait up to ``within`` seconds for the live collector to see every expected alarm, then audit.
+
+    If something still looks lost, the output topics are read afresh from the beginning (the live
+    collector went through the same faults as the worker, and the topics are the truth), and the
+    answer says where the worker stands on its input, so a failure in CI points at its cause."""
+    alarms, events = prefix + "alarms", prefix + "task-events"
+    deadline = time.monotonic() + within
+    result = audit(expected, seen.of(alarms), seen.of(events), ignore)
+    while result.lost and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        result = audit(expected, seen.of(alarms), seen.of(events), ignore)
+    if result.clean:
+        return result
+    fresh = await read_topics(bootstrap, [alarms, events])
+    again = audit(expected, fresh[alarms], fresh[events], ignore)
+    again.notes.append(
+        f"the live collector saw {len(seen.of(alarms))} alarms and {len(seen.of(events))} task events, "
+        f"the topics hold {len(fresh[alarms])} and {len(fresh[events])}"
+    )
+    lag = await consumer_lag(bootstrap, group, prefix + "readings")
+    again.notes.append(f"readings partition -> (committed, end): {lag}")
+    lost_stations = sorted({e.split(":", 1)[0] for e in again.lost})
+    again.notes.append(f"stations with lost alarms: {lost_stations}")
+    return again

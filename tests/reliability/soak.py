@@ -24,7 +24,7 @@ import orjson
 from airgrid.config.settings import load_settings
 from airgrid.devkafka import LocalKafka, free_port
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
-from tests.reliability.auditor import audit, expected_alarms, wallclock_rules
+from tests.reliability.auditor import expected_alarms, settle, wallclock_rules
 
 STATIONS = [f"ST{i:03d}" for i in range(1, 41)]
 
@@ -87,11 +87,7 @@ async def soak(minutes: float, seed: int) -> dict[str, object]:
             settings = load_settings()
             expected = expected_alarms(settings, sent)
             ignore = wallclock_rules(settings)
-            deadline = time.monotonic() + 180
-            result = audit(expected, seen.of(p + "alarms"), seen.of(p + "task-events"), ignore)
-            while result.lost and time.monotonic() < deadline:
-                await asyncio.sleep(2)
-                result = audit(expected, seen.of(p + "alarms"), seen.of(p + "task-events"), ignore)
+            result = await settle(kafka.bootstrap, p, env["AIRGRID_APP_ID"], expected, ignore, seen, 180)
     finally:
         worker.stop(60)
         kafka.close()

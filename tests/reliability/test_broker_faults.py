@@ -13,7 +13,7 @@ import pytest
 from airgrid.config.settings import load_settings
 from airgrid.devkafka import LocalKafka, free_port
 from tests.helpers import Collector, Worker, produce, worker_env
-from tests.reliability.auditor import audit, expected_alarms, wallclock_rules
+from tests.reliability.auditor import expected_alarms, settle, wallclock_rules
 from tests.reliability.test_kill_audit import scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -62,16 +62,12 @@ async def test_worker_survives_broker_restarts_and_pause(uid: str, tmp_path: Pat
             settings = load_settings()
             expected = expected_alarms(settings, [m for _, m in messages])
             ignore = wallclock_rules(settings)
-            deadline = time.monotonic() + 120
-            result = audit(expected, seen.of(p + "alarms"), seen.of(p + "task-events"), ignore)
-            while result.lost and time.monotonic() < deadline:
-                await asyncio.sleep(1)
-                result = audit(expected, seen.of(p + "alarms"), seen.of(p + "task-events"), ignore)
+            result = await settle(kafka.bootstrap, p, env["AIRGRID_APP_ID"], expected, ignore, seen, 120)
             print(
                 f"\n{timings} expected={result.expected} lost={len(result.lost)} "
                 f"duplicated={result.duplicated} conflicting={len(result.conflicting)}"
             )
-            assert result.clean, result
+            assert result.clean, result.explain()
             assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
     finally:
         worker.stop(60)

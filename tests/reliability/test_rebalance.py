@@ -12,7 +12,7 @@ import pytest
 
 from airgrid.config.settings import load_settings
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
-from tests.reliability.auditor import audit, expected_alarms, wallclock_rules
+from tests.reliability.auditor import audit, expected_alarms, settle, wallclock_rules
 from tests.reliability.test_kill_audit import scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(420)]
@@ -55,11 +55,7 @@ async def test_partitions_move_and_deadlines_fire_once(
             settings = load_settings()
             expected = expected_alarms(settings, [m for _, m in messages])
             ignore = wallclock_rules(settings)
-            deadline = time.monotonic() + 120
-            result = audit(expected, seen.of(p + "alarms"), seen.of(p + "task-events"), ignore)
-            while result.lost and time.monotonic() < deadline:
-                await asyncio.sleep(1)
-                result = audit(expected, seen.of(p + "alarms"), seen.of(p + "task-events"), ignore)
+            result = await settle(kafka_bootstrap, p, w1.env["AIRGRID_APP_ID"], expected, ignore, seen, 120)
             tasks = {e["task_id"] for e in seen.of(p + "task-events") if e["type"] == "dispatched"}
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -77,7 +73,7 @@ async def test_partitions_move_and_deadlines_fire_once(
                 f"{result.duplicated} conflicting={len(result.conflicting)} tasks={len(tasks)} "
                 f"steps_twice={len(result.steps_twice)}"
             )
-            assert result.clean, result
+            assert result.clean, result.explain()
             assert top >= tasks, f"{len(tasks - top)} tasks never reached level 1"
             assert w1.metric("airgrid_readings_total") > 0
     finally:
