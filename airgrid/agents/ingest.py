@@ -102,12 +102,18 @@ def register(app: AirgridApp, rt: Runtime) -> None:
             return
         station = result.station_id
         state = StationState.from_json(stations.get(station))
+        msg = event.message
+        if state.replays(msg.partition, msg.offset):
+            # delivered again after a restart or a rebalance: already in the state, its alarms sent
+            m.readings.labels("replayed").inc()
+            return
         newest = state.last_obs
         state, events, outcome = engine.evaluate(state, result, rules_now(now), now.timestamp())
         if outcome == "late":
             await to_dlq(event, "too_late", _too_late(result, newest, s.late_grace_seconds), now)
         await publish(station, events, now)
         if outcome not in ("late", "duplicate"):  # those leave the state as it was
+            state.source = [msg.partition, msg.offset]
             stations[station] = state.to_json()
         m.readings.labels(outcome).inc()
 

@@ -276,6 +276,7 @@ states = st.builds(
     flat=st.dictionaries(st.sampled_from(["pm25", "co"]), st.tuples(floats, floats).map(list)),
     episodes=st.dictionaries(st.text(max_size=20), episodes, max_size=3),
     day_done=st.none() | hours,
+    source=st.none() | st.tuples(st.integers(0, 63), st.integers(0, 2**40)).map(list),
 )
 
 
@@ -291,6 +292,14 @@ def test_state_after_real_readings_round_trips_and_resumes_identically() -> None
     restored = StationState.from_json(json.loads(json.dumps(state.to_json())))
     assert restored == state
     assert feed(hourly(40, start=4), restored)[1] == feed(hourly(40, start=4), state)[1]
+
+
+def test_a_reading_at_or_before_the_applied_offset_is_a_replay() -> None:
+    state = StationState.from_json(json.loads(json.dumps(StationState(source=[2, 40]).to_json())))
+    assert state.replays(2, 40) and state.replays(2, 0)
+    assert not state.replays(2, 41)
+    assert not state.replays(3, 10)  # another partition (the topic was repartitioned): not provable
+    assert not StationState().replays(0, 0)
 
 
 @pytest.mark.parametrize("raw", [None, {}])

@@ -43,11 +43,18 @@ class StationState:
     flat: dict[str, list[float]] = field(default_factory=dict)  # pollutant -> [value, run length]
     episodes: dict[str, Episode] = field(default_factory=dict)
     day_done: int | None = None  # last China calendar day evaluated
+    # where the newest applied reading came from, [partition, offset] of the readings topic: a
+    # reading at or before it is a replay (after a restart or a rebalance), not a late arrival
+    source: list[int] | None = None
     # Derived, never stored: sliding-window sums per window length, (hour, sums, counts), kept
     # up to date hour by hour so a closed hour costs O(pollutants), not O(window x pollutants).
     windows: dict[int, tuple[int, dict[str, float], dict[str, int]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    def replays(self, partition: int, offset: int) -> bool:
+        """Was the reading at ``partition``/``offset`` applied already (a replay)?"""
+        return self.source is not None and self.source[0] == partition and offset <= self.source[1]
 
     @property
     def last_hourly(self) -> dict[str, float]:
@@ -66,6 +73,7 @@ class StationState:
             "f": self.flat,
             "e": {k: [e.alarm_id, e.opened_at, e.seq, e.peak, e.calm] for k, e in self.episodes.items()},
             "dd": self.day_done,
+            "src": self.source,
         }
 
     @classmethod
@@ -83,4 +91,5 @@ class StationState:
             flat={p: list(v) for p, v in raw.get("f", {}).items()},
             episodes={k: Episode(v[0], v[1], v[2], v[3], v[4]) for k, v in raw.get("e", {}).items()},
             day_done=raw.get("dd"),
+            source=raw.get("src"),
         )
