@@ -8,8 +8,8 @@ Exactly-once effects under SIGKILL, without Kafka transactions (an outbox in the
    events are durable together, and the producer is flushed (the changelog has them);
 3. the events are sent and their acks awaited; then the task is written without its outbox
    (and a closed task's pointer dropped).
-A crash before 2 completes published nothing: the source offset was not committed (Faust flushes
-the producer before it commits), the message is re-delivered and applied to the same state,
+A crash before 2 completes published nothing: the source offset was not committed (the consumer waits
+for the producer's writes before it commits), the message is re-delivered and applied to the same state,
 giving the same version and event ids. A crash after 2 leaves the outbox; before the task is
 touched again (or on the sweeper's ``outbox`` command) the owner reads back the tail of the
 task-events partition and sends only the events that are not there. A re-delivered command whose
@@ -35,6 +35,7 @@ from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import encode, text_of
+from airgrid.streams.durable import acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     async def published(key: bytes) -> set[str]:
         return await published_ids(rt.settings, rt.names.task_events, key)
 
-    owner = Owner(rt, tasks, station_open, lambda: app.producer.flush(), published)
+    owner = Owner(rt, tasks, station_open, lambda: acknowledged(app.producer), published)
     alarms_name, commands_name = rt.names.alarms, rt.names.task_commands
     channel = app.topic(alarms_name, commands_name, key_serializer="raw", value_serializer="raw")
 

@@ -21,7 +21,7 @@ from airgrid.domain.escalation import PolicyBook, load_policy_book
 from airgrid.domain.intake import Limits
 from airgrid.domain.rules import RuleCatalogue, load_rules
 from airgrid.sinks.metrics import Metrics
-from airgrid.streams.durable import FlushingConsumer
+from airgrid.streams.durable import FlushingConsumer, TrackingProducer
 from airgrid.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
         origin="airgrid",
     )
     app.runtime = rt
-    # commit offsets only after the producer flushed what their events wrote (streams/durable.py)
+    # commit offsets only after Kafka has what their events wrote (streams/durable.py)
     app.transport.Consumer = FlushingConsumer  # type: ignore[misc]  # this one transport only
+    app.transport.Producer = TrackingProducer  # type: ignore[misc]
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     n = rt.names
     for attr, name in n.__dict__.items():

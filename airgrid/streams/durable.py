@@ -4,8 +4,13 @@ Faust commits source offsets on a timer without flushing the producer first. Tab
 records and output messages of events that are already acknowledged may still sit in the
 producer's buffer; a SIGKILL then loses them while the offsets say the events were done: a
 station's state rolls back, and the readings that built it are never seen again (the kill
-auditor found exactly this: alarms lost). Flushing the producer before every commit restores
-at-least-once for tables and outputs alike, for the price of one flush per commit interval.
+auditor found exactly this: alarms lost). Waiting for those writes before every commit restores
+at-least-once for tables and outputs alike, for the price of one wait per commit interval.
+
+Faust's own ``producer.flush()`` is not enough for that wait: its buffer flush returns as soon as
+one message takes longer than 0.1 s to hand over (as it does while a broker is slow or away), and
+the message being handed over is in neither the buffer nor the client. So the producer keeps every
+changelog write (``send_soon``) until Kafka has acknowledged it, and the commit waits for those.
 """
 
 from __future__ import annotations
@@ -16,21 +21,78 @@ from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 5.0
 
 
+class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """The aiokafka driver's producer, remembering each changelog write until Kafka has it."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.unacknowledged: set[asyncio.Future[Any]] = set()
+        self.failed = 0  # writes Kafka refused for good (after the producer's own retries)
+
+    def send_soon(self, fut: Any) -> None:
+        self.unacknowledged.add(fut)
+        fut.add_done_callback(self._settled)
+        super().send_soon(fut)
+
+    def _settled(self, fut: asyncio.Future[Any]) -> None:
+        self.unacknowledged.discard(fut)
+        if fut.cancelled() or fut.exception() is not None:
+            self.failed += 1
+
+    async def acknowledged(self) -> None:
+        """Wait, however long it takes, until Kafka has every write made so far."""
+        pending = set(self.unacknowledged)
+        if pending:
+            await asyncio.wait(pending)
+        await self.flush()
+
+    async def drain(self, within: float) -> bool:
+        """Wait until every write made so far is acknowledged; False if that took over ``within`` s."""
+        pending = set(self.unacknowledged)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=within)
+            if late:
+                return False
+        try:
+            await asyncio.wait_for(self.flush(), within)  # sends that were not "soon" (outputs)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def acknowledged(producer: Any) -> None:
+    """Wait until Kafka has every write ``producer`` was given (a plain flush for other classes)."""
+    if isinstance(producer, TrackingProducer):
+        await producer.acknowledged()
+    else:
+        await producer.flush()
+
+
 class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
-    """The aiokafka driver's consumer, with a producer flush in front of each commit."""
+    """The aiokafka driver's consumer, waiting for the producer's writes in front of each commit."""
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
-        try:
-            # bounded: while a rebalance has suspended the flow, the producer buffer may not drain;
-            # a commit that is not made now is made later (the events are replayed, never lost)
-            await asyncio.wait_for(self.app.producer.flush(), FLUSH_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("producer flush took over %.0f s: offset commit postponed", FLUSH_TIMEOUT_S)
+        producer = self.app.producer
+        if not isinstance(producer, TrackingProducer):  # create_app installs both classes together
+            raise TypeError(f"FlushingConsumer needs a TrackingProducer, not {type(producer).__name__}")
+        if not await producer.drain(FLUSH_TIMEOUT_S):
+            # while the broker is away or a rebalance has suspended the flow the writes may not
+            # complete; a commit that is not made now is made later (the events replay, none lost)
+            log.warning("writes unacknowledged after %.0f s: offset commit postponed", FLUSH_TIMEOUT_S)
+            return False
+        if producer.failed:
+            # a state or output write was refused for good: committing would make it permanent;
+            # keep the offsets where they are, so a restart replays and writes it again
+            log.error(
+                "%d producer writes failed; offsets stay uncommitted until the worker restarts",
+                producer.failed,
+            )
             return False
         result: bool = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
         return result
