@@ -69,7 +69,14 @@ class Worker:
         began = time.monotonic()
         fh = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "airgrid", "worker", "-l", "info"],
+            [
+                sys.executable,
+                "-m",
+                "airgrid",
+                "worker",
+                "-l",
+                os.environ.get("AIRGRID_TEST_WORKER_LOG", "info"),
+            ],
             env=self.env,
             stdout=fh,
             stderr=subprocess.STDOUT,

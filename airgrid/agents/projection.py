@@ -1,19 +1,27 @@
 """The projection stage: batches of alarms, task events, feedback and dead letters written to SQL
 off the event loop.
 
-A batch is acknowledged only after it is written, so the consumer never commits past unwritten
-events; a failing write is retried with capped exponential backoff. The schema is migrated
-(Alembic ``upgrade head``) before the first write.
+It reads with its own Kafka consumer in its own group (``<app id>-projection``), not as a Faust
+agent: a slow or unavailable database then only delays the projection, and can never hold up a
+rebalance of the processing group (Faust waits for every agent's unacknowledged events before it
+lets a rebalance finish; a projection batch waiting for the database stalled the whole worker).
+Offsets are committed only after a batch is written, so nothing unwritten is ever committed; a
+failing write is retried with capped exponential backoff. The schema is migrated (Alembic
+``upgrade head``) before the first write. Writes are idempotent, so a batch read twice (after a
+crash or a rebalance of the projection group) changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.dlq import DeadLetter
@@ -21,6 +29,7 @@ from airgrid.models.feedback import Feedback, FeedbackRejected
 from airgrid.models.tasks import TaskEvent
 from airgrid.sinks.sql import Batch, Letter, SqlProjection, make_engine
 from airgrid.streams.app import AirgridApp, Runtime
+from airgrid.streams.topics import kafka_client_options
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
@@ -32,20 +41,9 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     sink = SqlProjection(make_engine(s.sqlalchemy_url), zone=s.zone)
     rt.tables["projection"] = sink  # not a Faust table: exposed for the web health view
     n = rt.names
-    channel = app.topic(
-        n.task_events,
-        n.alarms,
-        n.feedback,
-        n.feedback_rejected,
-        n.readings_dlq,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    topics = (n.task_events, n.alarms, n.feedback, n.feedback_rejected, n.readings_dlq)
     m = rt.metrics
-    migrated: dict[str, asyncio.Event] = {}
-
-    def ready() -> asyncio.Event:
-        return migrated.setdefault("ready", asyncio.Event())
+    lag: dict[Any, int] = {}
 
     async def pause(seconds: float) -> bool:
         """Sleep, but give up (False) as soon as the worker is stopping."""
@@ -70,15 +68,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
                     return False
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def migrate_schema() -> None:
-        if await retrying("migration", sink.setup):
-            ready().set()
-
     async def write(batch: Batch) -> bool:
-        while not ready().is_set():
-            if not await pause(0.2):
-                return False
         started = time.perf_counter()
         if not await retrying("write", sink.write_batch, batch):
             return False
@@ -89,56 +79,52 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         m.projection_rows.labels("dead_letter").inc(len(batch.letters))
         return True
 
-    async def project(stream: Any) -> None:
-        async for events in stream.take_events(s.projection_batch, within=s.projection_within_seconds):
-            batch = to_batch(events, rt)
-            written = False
-            try:
-                written = await write(batch)
-            finally:
-                if not written:
-                    settle_unwritten(events)
-            if not written:
-                log.warning("worker stopping: %d unwritten events left for the next worker", len(events))
-                topics = set(channel.topics)
-                while True:  # until Faust cancels this agent: settle what the stream still holds
-                    settle_unwritten(
-                        [
-                            _Held(m)
-                            for m in list(getattr(app.consumer, "_unacked_messages", ()))
-                            if m.topic in topics
-                        ]
-                    )
-                    await asyncio.sleep(0.2)
-
-    app.agent(channel, name="airgrid.projection", concurrency=1)(project)
-
-
-def settle_unwritten(events: list[Any]) -> None:
-    """The worker stops before these events were written. take_events acks its batch when the
-    generator closes, and the consumer waits on unacked messages before it stops; marking the
-    messages settled without acking them satisfies both, and as their offsets never reach the
-    consumer's acked set they are never committed: the next worker reads them again."""
-    for event in events:
-        event.message.acked = True
-
-
-class _Held:
-    """A message the consumer delivered to this agent's stream that was never written."""
-
-    def __init__(self, message: Any) -> None:
-        self.message = message
+    @app.task  # type: ignore[untyped-decorator]
+    async def project() -> None:
+        if not await retrying("migration", sink.setup):
+            return
+        consumer = AIOKafkaConsumer(
+            *topics,
+            group_id=f"{s.app_id}-projection",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,  # topics the worker is creating right now show up soon
+            session_timeout_ms=int(s.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_seconds / 3) * 1000),
+            **kafka_client_options(s),
+        )
+        await consumer.start()
+        within_ms = int(s.projection_within_seconds * 1000)
+        try:
+            while not app.should_stop:
+                got = await consumer.getmany(timeout_ms=within_ms, max_records=s.projection_batch)
+                records = [r for part in got.values() for r in part]
+                if records:
+                    if not await write(to_batch(records, rt)):
+                        return  # stopping: nothing committed, the next worker reads them again
+                    offsets = {tp: part[-1].offset + 1 for tp, part in got.items() if part}
+                    try:
+                        await consumer.commit(offsets)
+                    except (CommitFailedError, KafkaError) as exc:  # a rebalance: re-read, idempotent
+                        log.warning("projection commit failed (the batch will be read again): %s", exc)
+                for tp in consumer.assignment():
+                    high, pos = consumer.highwater(tp), await consumer.position(tp)
+                    if high is not None:
+                        lag[tp] = max(0, high - pos)
+                m.projection_lag.set(sum(lag.get(tp, 0) for tp in consumer.assignment()))
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
 
 
-def to_batch(events: list[Any], rt: Runtime) -> Batch:
-    """Sort a take_events batch by topic into validated messages; unreadable ones are skipped
-    loudly (the feedback topic carries foreign messages that feedback.rejected already counts)."""
+def to_batch(records: list[Any], rt: Runtime) -> Batch:
+    """Sort Kafka records by topic into validated messages; unreadable ones are skipped loudly
+    (the feedback topic carries foreign messages that feedback.rejected already counts)."""
     n = rt.names
     batch = Batch()
-    for event in events:
-        msg = event.message
+    for msg in records:
         try:
-            data = orjson.loads(event.value)
+            data = orjson.loads(msg.value)
             if msg.topic == n.alarms:
                 batch.alarms.append(AlarmEvent.model_validate(data))
             elif msg.topic == n.task_events:

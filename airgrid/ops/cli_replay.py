@@ -104,7 +104,7 @@ async def _replay(
             for tp, msgs in got.items():
                 for m in msgs:
                     if m.offset < ends[tp]:
-                        events.append(_Event(m))
+                        events.append(m)
                     if m.offset + 1 >= ends[tp]:
                         pending.discard(tp)
             if events:
@@ -116,14 +116,6 @@ async def _replay(
     finally:
         await consumer.stop()
     return read, new
-
-
-class _Event:
-    """The two attributes of a Faust event that ``to_batch`` reads, over an aiokafka record."""
-
-    def __init__(self, record: Any) -> None:
-        self.value = record.value
-        self.message = record
 
 
 def cmd_db(argv: list[str]) -> int:

@@ -101,6 +101,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.projection_lag = Gauge(
+            "airgrid_projection_lag_messages",
+            "Messages the SQL projection has not written yet (its own consumer group)",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "airgrid_consumer_lag_messages",
             "Messages not yet consumed, by topic",
