@@ -75,7 +75,22 @@ async def acknowledged(producer: Any) -> None:
 
 
 class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
-    """The aiokafka driver's consumer, waiting for the producer's writes in front of each commit."""
+    """The aiokafka driver's consumer, waiting for the producer's writes in front of each commit,
+    and never counting a message it skipped as done."""
+
+    def ack(self, message: Any) -> bool:
+        # While a rebalance suspends the flow, a stream skips the messages it receives (flow
+        # inactive, or fetched under the previous generation) and acks them as if processed; the
+        # rebalance's own commit then moves the offset past them and they are never processed:
+        # readings lost from a station's state, alarms lost or different (found by a worker that
+        # stalls past its session timeout under CPU load). A stream tracks every message it
+        # processes before it processes it, so a message that was never tracked was skipped: leave
+        # its offset uncommitted, the consumer reads it again after the rebalance.
+        if not getattr(message, "tracked", True):
+            message.acked = True
+            return False
+        result: bool = super().ack(message)
+        return result
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         producer = self.app.producer

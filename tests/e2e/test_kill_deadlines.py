@@ -115,7 +115,6 @@ async def test_sigkill_mid_chain_applies_each_step_exactly_once(
         assert lineage is not None and ev["grid_id"] == lineage.at(ev["level"])
 
 
-@pytest.mark.soak  # timed out once in CI waiting for an escalation after the partitions moved back
 async def test_partitions_move_to_a_live_worker_and_back_without_double_steps(
     kafka_bootstrap: str, uid: str, tmp_path: Path
 ) -> None:
