@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.dlq import DeadLetter
@@ -43,7 +43,6 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     n = rt.names
     topics = (n.task_events, n.alarms, n.feedback, n.feedback_rejected, n.readings_dlq)
     m = rt.metrics
-    lag: dict[Any, int] = {}
 
     async def pause(seconds: float) -> bool:
         """Sleep, but give up (False) as soon as the worker is stopping."""
@@ -105,13 +104,14 @@ def register(app: AirgridApp, rt: Runtime) -> None:
                     offsets = {tp: part[-1].offset + 1 for tp, part in got.items() if part}
                     try:
                         await consumer.commit(offsets)
-                    except (CommitFailedError, KafkaError) as exc:  # a rebalance: re-read, idempotent
+                    except KafkaError as exc:  # a rebalance (CommitFailedError): re-read, idempotent
                         log.warning("projection commit failed (the batch will be read again): %s", exc)
+                backlog = 0
                 for tp in consumer.assignment():
-                    high, pos = consumer.highwater(tp), await consumer.position(tp)
+                    high = consumer.highwater(tp)  # known once a fetch for tp has returned
                     if high is not None:
-                        lag[tp] = max(0, high - pos)
-                m.projection_lag.set(sum(lag.get(tp, 0) for tp in consumer.assignment()))
+                        backlog += max(0, high - await consumer.position(tp))
+                m.projection_lag.set(backlog)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()

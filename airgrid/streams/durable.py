@@ -45,15 +45,9 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
         if fut.cancelled() or fut.exception() is not None:
             self.failed += 1
 
-    async def acknowledged(self) -> None:
-        """Wait, however long it takes, until Kafka has every write made so far."""
-        pending = set(self.unacknowledged)
-        if pending:
-            await asyncio.wait(pending)
-        await self.flush()
-
-    async def drain(self, within: float) -> bool:
-        """Wait until every write made so far is acknowledged; False if that took over ``within`` s."""
+    async def drain(self, within: float | None = None) -> bool:
+        """Wait until every write made so far is acknowledged: as long as it takes, or at most
+        ``within`` seconds (False when that was not enough)."""
         pending = set(self.unacknowledged)
         if pending:
             _, late = await asyncio.wait(pending, timeout=within)
@@ -69,7 +63,7 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
 async def acknowledged(producer: Any) -> None:
     """Wait until Kafka has every write ``producer`` was given (a plain flush for other classes)."""
     if isinstance(producer, TrackingProducer):
-        await producer.acknowledged()
+        await producer.drain()
     else:
         await producer.flush()
 
