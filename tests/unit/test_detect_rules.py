@@ -407,4 +407,9 @@ def test_every_event_of_the_shipped_rules_is_a_valid_message() -> None:
     events += engine.check_silence(state, "ST001", rs, (NOW + timedelta(hours=2)).timestamp())
     assert {e.rule_id for e in events} >= {"pm25_1h_severe", "aqi_severe", "impossible", "station_silent"}
     for e in events:
-        assert AlarmEvent.model_validate_json(e.model_dump_json()) == e
+        checked = AlarmEvent.model_validate_json(e.model_dump_json())
+        assert checked == e
+        # built with models.common.trusted: every field, in field order (the JSON follows it)
+        assert list(e.__dict__) == list(AlarmEvent.model_fields)
+        assert e.model_dump_json() == checked.model_dump_json()
+        assert e.model_fields_set == checked.model_fields_set

@@ -35,10 +35,14 @@ def day_hours(day: int) -> range:
     return range(day * 24 - 8, day * 24 + 16)
 
 
+# the highest AQI of the category below each level: an hour at ``level`` has an AQI above it
+_LEVEL_FLOOR = {c.level + 1: c.aqi_max for c in exact.categories()}
+
+
 class HourView:
     """Lazily computed, memoised aggregates around hour ``h`` (one per closed hour)."""
 
-    __slots__ = ("_aqi", "_avg", "h", "ring", "rs", "vals", "windows")
+    __slots__ = ("_aqi", "_avg", "_ind", "h", "ring", "rs", "vals", "windows")
 
     def __init__(
         self,
@@ -53,7 +57,8 @@ class HourView:
         self.h = h
         self.rs = rs
         self.vals = ring.get(h, {})
-        self._avg: dict[int, dict[str, float]] = {}
+        self._avg: dict[int, tuple[dict[str, float], dict[str, int], int]] = {}
+        self._ind: tuple[Standard, dict[str, float]] | None = None
         self._aqi: AqiResult | epa.EpaResult | bool | None = False
 
     def avg(self, pollutant: str, hours: int) -> float | None:
@@ -61,9 +66,11 @@ class HourView:
         window = self._avg.get(hours)
         if window is None:
             window = self._avg[hours] = self._window(hours)
-        return window.get(pollutant)
+        sums, counts, minimum = window
+        n = counts.get(pollutant, 0)
+        return sums[pollutant] / n if n >= minimum and n else None
 
-    def _window(self, hours: int) -> dict[str, float]:
+    def _window(self, hours: int) -> tuple[dict[str, float], dict[str, int], int]:
         minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
         h, ring = self.h, self.ring
         prev = self.windows.get(hours)
@@ -90,13 +97,16 @@ class HourView:
                         sums[p] = sums.get(p, 0.0) + v
                         counts[p] = counts.get(p, 0) + 1
         self.windows[hours] = (h, sums, counts)
-        return {p: total / counts[p] for p, total in sums.items() if counts[p] >= minimum and counts[p]}
+        return sums, counts, minimum
 
     def baseline(self, pollutant: str, hours: int, minimum: int) -> float | None:
         """Mean of the ``hours`` hours before ``h`` (the station's own recent level)."""
         return _mean(self.ring, range(self.h - hours, self.h), pollutant, minimum)
 
     def indicators(self, standard: Standard) -> dict[str, float]:
+        """The AQI indicators of the hour under ``standard`` (memoised: several rules ask)."""
+        if self._ind is not None and self._ind[0] is standard:
+            return self._ind[1]
         vals = self.vals
         out = {_ONE_HOUR[p]: v for p, v in vals.items()}
         if standard is Standard.HJ633_2012 or standard is Standard.EPA_2024:
@@ -109,6 +119,7 @@ class HourView:
             v = self.avg("o3", 8)
             if v is not None:
                 out["o3_8h"] = v
+        self._ind = (standard, out)
         return out
 
     def may_reach(self, level: int) -> bool:
@@ -119,7 +130,7 @@ class HourView:
         standard = standard_of(self.rs, self.h * HOUR)
         if standard is Standard.EPA_2024:
             return True
-        return fastaqi.may_exceed(self.indicators(standard), standard, exact.categories()[level - 2].aqi_max)
+        return fastaqi.may_exceed(self.indicators(standard), standard, _LEVEL_FLOOR[level])
 
     def aqi(self) -> AqiResult | epa.EpaResult | None:
         """Real-time AQI of the hour (fast path, exact result); None when there is no data."""
