@@ -38,7 +38,9 @@ MAX_BACKOFF = 30.0
 def register(app: AirgridApp, rt: Runtime) -> None:
     s = rt.settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    sink = SqlProjection(make_engine(s.sqlalchemy_url), zone=s.zone)
+    sink = SqlProjection(
+        make_engine(s.sqlalchemy_url, statement_timeout=s.projection_statement_timeout_seconds), zone=s.zone
+    )
     rt.tables["projection"] = sink  # not a Faust table: exposed for the web health view
     n = rt.names
     topics = (n.task_events, n.alarms, n.feedback, n.feedback_rejected, n.readings_dlq)

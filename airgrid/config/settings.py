@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     projection_within_seconds: float = Field(
         0.2, gt=0, le=60, description="max wait to fill a projection batch"
     )
+    projection_statement_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a projection write that takes longer (a stuck database) fails and is retried",
+    )
 
     # --- Domain data -------------------------------------------------------------------------
     grid_file: Path = Field(DATA_DIR / "grids.json", description="grid directory (JSON)")

@@ -1,7 +1,8 @@
-"""The real worker's projection on PostgreSQL while its database goes away and comes back:
-writes are retried with backoff, the consumer never commits past unwritten events (even when the
-worker is stopped during the outage), and afterwards the projection holds every task event that
-is on the topic: nothing lost, nothing doubled."""
+"""The real worker's projection on PostgreSQL while its database goes away and comes back, or
+hangs: writes are retried with backoff, the consumer never commits past unwritten events (even
+when the worker is stopped during the outage), the rest of the pipeline does not wait for the
+database, and afterwards the projection holds every task event that is on the topic: nothing
+lost, nothing doubled."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy.engine import make_url
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain.directory import Directory
 from tests.e2e.test_alarm_loop import feedback, reading
-from tests.helpers import Collector, Worker, produce, worker_env
+from tests.helpers import Collector, Worker, consumer_lag, produce, worker_env
 from tests.sql_support import pg_database, postgres_url
 
 __all__ = ["pg_database"]
@@ -101,7 +102,7 @@ async def test_projection_survives_a_database_outage(
             await wait_until(
                 lambda: worker.metric("airgrid_projection_errors_total") > errors, 30, "a failed write"
             )
-            assert not on_topic() <= projected(pg_database) or True  # db is unreachable here
+            assert projected(pg_database) == set()  # unreachable: nothing can be read, nor written
             outage.end()
             await wait_until(lambda: on_topic() <= projected(pg_database), 60, "the retried write")
 
@@ -141,3 +142,69 @@ async def test_projection_survives_a_database_outage(
         worker.stop()
         outage.end()
         outage.admin.dispose()
+
+
+async def test_a_stuck_database_delays_only_the_projection(
+    kafka_bootstrap: str, uid: str, tmp_path: Path, pg_database: str
+) -> None:
+    """A lock held elsewhere makes every projection write hang. The statement timeout turns the
+    hang into errors that are retried with backoff; tasks go on being handled meanwhile."""
+    env = worker_env(
+        kafka_bootstrap,
+        uid,
+        tmp_path / "state",
+        AIRGRID_DATABASE_URL=pg_database,
+        AIRGRID_PROJECTION_STATEMENT_TIMEOUT_SECONDS="1",
+    )
+    prefix = env["AIRGRID_TOPIC_PREFIX"]
+    group = env["AIRGRID_APP_ID"] + "-projection"
+    lineage = DIRECTORY.lineage("ST001")
+    assert lineage is not None
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    locker = create_engine(pg_database)
+    try:
+        async with Collector(kafka_bootstrap, [prefix + "task-events"]) as seen:
+            on_topic = lambda: {(e["task_id"], e["version"]) for e in seen.of(prefix + "task-events")}  # noqa: E731
+            hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+            await produce(
+                kafka_bootstrap,
+                prefix + "readings",
+                [(b"ST001", reading("ST001", hour + timedelta(minutes=10 * i), 130.0)) for i in range(1, 7)],
+            )
+            first = await seen.wait_for(
+                prefix + "task-events", lambda e: e["type"] == "dispatched", 30, "dispatch"
+            )
+            task = first["task_id"]
+            await wait_until(lambda: on_topic() <= projected(pg_database), 30, "the dispatch in PostgreSQL")
+            before = len(seen.of(prefix + "task-events"))
+
+            with locker.connect() as conn:
+                conn.execute(text("lock table task_events in access exclusive mode"))
+                errors = worker.metric("airgrid_projection_errors_total")
+                await produce(
+                    kafka_bootstrap,
+                    prefix + "feedback",
+                    [(b"k", feedback("s-1", task, f"W-{lineage.l3}-1", "acknowledge"))],
+                )
+                # the task moves on while the database hangs: only the projection waits
+                await seen.wait_for(prefix + "task-events", lambda e: e["type"] == "acknowledged", 30, "ack")
+                await wait_until(
+                    lambda: worker.metric("airgrid_projection_errors_total") >= errors + 2,
+                    30,
+                    "two timed-out writes, retried",
+                )
+                lag = await consumer_lag(kafka_bootstrap, group, prefix + "task-events")
+                committed = sum(c or 0 for c, _ in lag.values())
+                assert sum(end for _, end in lag.values()) == before + 1
+                assert committed <= before, f"committed past an unwritten event: {lag}"
+                rows = conn.execute(text("select count(*) from task_events")).scalar_one()
+                assert rows == before  # the lock holder sees the table: the ack is not in it
+                conn.rollback()  # releases the lock
+
+            await wait_until(lambda: on_topic() <= projected(pg_database), 60, "the ack after the lock")
+            assert len(projected(pg_database)) == len(on_topic()) == before + 1
+            assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
+    finally:
+        worker.stop()
+        locker.dispose()

@@ -57,6 +57,7 @@ def test_shipped_defaults() -> None:
         ("AIRGRID_LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("AIRGRID_BROKER_SECURITY_PROTOCOL", "TLS", "'PLAINTEXT', 'SASL_PLAINTEXT', 'SSL' or 'SASL_SSL'"),
         ("AIRGRID_PROJECTION_ENABLED", "maybe", "valid boolean"),
+        ("AIRGRID_PROJECTION_STATEMENT_TIMEOUT_SECONDS", "0", "greater than 0"),
     ],
 )
 def test_wrong_env_value_names_the_variable_and_what_is_allowed(

@@ -34,19 +34,26 @@ __all__ = [
 ]
 
 
-def make_engine(url: str, connect_timeout: float = 5.0) -> Engine:
-    """An engine for the projection; SQLite gets WAL and a busy timeout, PostgreSQL a connect timeout."""
+def make_engine(url: str, connect_timeout: float = 5.0, statement_timeout: float | None = None) -> Engine:
+    """An engine for the projection. PostgreSQL gets a connect timeout and, with
+    ``statement_timeout``, a bound on every statement (lock waits included); SQLite gets WAL and a
+    busy timeout (``statement_timeout``, 5 s by default). A statement that hits the bound fails:
+    the caller retries, where it would otherwise hang on a stuck database for good."""
     args: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        args["connect_args"] = {"connect_timeout": max(1, int(connect_timeout))}
+        connect: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout))}
+        if statement_timeout is not None:
+            connect["options"] = f"-c statement_timeout={max(1, int(statement_timeout * 1000))}"
+        args["connect_args"] = connect
     engine = create_engine(url, pool_pre_ping=True, **args)
     if engine.dialect.name == "sqlite":
+        busy_ms = 5000 if statement_timeout is None else max(1, int(statement_timeout * 1000))
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
     return engine
