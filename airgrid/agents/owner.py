@@ -2,19 +2,20 @@
 applies feedback and deadline commands (re-keyed to this partition) to the task state machine.
 
 Exactly-once effects under SIGKILL, without Kafka transactions (an outbox in the task's value):
-1. a new task's pointer (``station-open-task``) is written and flushed first, so a stored task
-   is always reachable by the sweeper;
-2. the task is written with its pending events (``Task.outbox``) in the same value, so state and
-   events are durable together, and the producer is flushed (the changelog has them);
-3. the events are sent and their acks awaited; then the task is written without its outbox
+1. a new task's pointer (``station-open-task``) is written, and the task with its pending events
+   (``Task.outbox``) in the same value, so state and events are durable together; one wait until
+   the changelogs have both (a single flush per task change);
+2. the events are sent and their acks awaited; then the task is written without its outbox
    (and a closed task's pointer dropped).
-A crash before 2 completes published nothing: the source offset was not committed (the consumer waits
+A crash before 1 completes published nothing: the source offset was not committed (the consumer waits
 for the producer's writes before it commits), the message is re-delivered and applied to the same state,
-giving the same version and event ids. A crash after 2 leaves the outbox; before the task is
-touched again (or on the sweeper's ``outbox`` command) the owner reads back the tail of the
-task-events partition and sends only the events that are not there. A re-delivered command whose
-effect is in the table is a no-op (schedule id and step, feedback ids, alarm ids), so a deadline
-step is never applied twice under two versions.
+giving the same version and event ids. If only the task reached its changelog, not the pointer,
+the re-delivered alarm finds the task by its id, restores the pointer and sends the outbox.
+A crash during 2 leaves the outbox; before the task is touched again (or on the sweeper's
+``outbox`` command) the owner reads back the tail of the task-events partition and sends only
+the events that are not there. A re-delivered command whose effect is in the table is a no-op
+(schedule id and step, feedback ids, alarm ids), so a deadline step is never applied twice under
+two versions.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ class Owner:
         station = task.station_id
         if task.is_open and self.station_open.get(station) != task.task_id:
             self.station_open[station] = task.task_id
-            await self.flush()
         payloads = tuple(encode(ev).decode() for ev in events)
         self.tasks[task.task_id] = task.model_copy(update={"outbox": payloads}).model_dump(mode="json")
         await self.flush()
@@ -139,7 +139,13 @@ class Owner:
             log.error("alarm %s for station %s outside the directory", alarm.event_id, alarm.station_id)
             return
         task_id = machine.task_id_for(alarm)
-        if self.task(task_id) is not None:  # a replayed alarm: the task exists already
+        existing = self.task(task_id)
+        if existing is not None:  # a replayed alarm: the task exists already
+            if existing.is_open and open_id != task_id:
+                # a crash left the task without its pointer: restore it, send what is pending
+                self.station_open[alarm.station_id] = task_id
+                log.warning("task %s: pointer of station %s restored", task_id, alarm.station_id)
+            await self.drain(task_id)
             return
         # the city's warning in force (hook), else the one the alarm's rules were chosen under
         warning = self.rt.warning_level(self.rt.directory.city)
