@@ -7,7 +7,9 @@ Phases, all on a LocalKafka broker of this run (free ports, temp data dir, close
 4. the full pipeline: the real ``airgrid worker`` (projection on, SQLite) drains them;
 5. end-to-end latency at 10/50/80 % of the full pipeline's rate, on the same worker;
 6. memory per 10,000 stations and state recovery of S stations after a restart, on a second
-   worker, with its data dir kept (rocksdb) and with a fresh one (changelog replay).
+   worker, with its data dir kept (rocksdb) and with a fresh one (changelog replay);
+7. scale-out (bench/scaleout.py): one worker, then two, on 8-partition topics, then one of two
+   leaving mid-drain.
 Prints JSON and a markdown table; absolute figures are noisy on a shared machine, the ratios
 measured in the same run are the point.
 """
@@ -36,6 +38,7 @@ import orjson
 
 from bench import common as c
 from bench.profile_summary import summarise
+from bench.scaleout import scaleout_phase, table_rows
 
 PARTITIONS = 4  # the worker's default AIRGRID_TOPIC_PARTITIONS
 
@@ -544,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--skip",
         default="",
-        help="comma list of phases to skip: throughput (and so latency), noop, latency, recovery",
+        help="comma list of phases to skip: throughput (and so latency), noop, latency, recovery, scaleout",
     )
     ap.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
     a = ap.parse_args(argv)
@@ -622,6 +625,8 @@ def run_all(
         throughput_and_latency(a, report, k, src, work, grid, n, stations, lat_s, lat_stations, skip)
     if "recovery" not in skip:
         report["memory_recovery"] = recovery_phase(k, src, work, grid, rec_stations, a.state_rounds)
+    if "scaleout" not in skip:
+        report["scaleout"] = scaleout_phase(k, src, work, grid, min(n, 40_000), stations)
 
 
 def throughput_and_latency(
@@ -862,6 +867,7 @@ def table(r: dict[str, Any]) -> str:
                     + ("" if m["stations"] >= 100_000 else " (at this size)"),
                 )
             )
+    rows += table_rows(r.get("scaleout", {}))
     out = ["| figure | value | target |", "|---|---|---|"]
     out += [f"| {a} | {b} | {t_} |" for a, b, t_ in rows]
     out.append("")
