@@ -26,6 +26,7 @@ from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Reading, StationCommand
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import dead_letter, encode
+from airgrid.streams.durable import send_now
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
             acks.append(await alarms.send(key=key, value=encode(alarm)))
             m.alarms.labels(alarm.kind, alarm.rule_id, alarm.pollutant or "", alarm.severity).inc()
             m.detection_latency.observe(max(0.0, (rt.clock() - now).total_seconds()))
+        send_now(app.producer)  # no linger: the state is written only after these acks
         await asyncio.gather(*acks)
 
     async def on_reading(event: Any, now: datetime) -> None:

@@ -36,7 +36,7 @@ from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import encode, text_of
-from airgrid.streams.durable import acknowledged
+from airgrid.streams.durable import acknowledged, send_now
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,14 @@ class Owner:
         station_open: Any,
         flush: Callable[[], Awaitable[None]],
         published: Callable[[bytes], Awaitable[set[str]]] | None = None,
+        release: Callable[[], None] = lambda: None,
     ) -> None:
         self.rt = rt
         self.tasks = tasks
         self.station_open = station_open
         self.flush = flush  # waits until every buffered message (changelogs too) is acked
         self.published = published  # event ids already in the key's task-events partition
+        self.release = release  # sends the producer's lingering batches now
         self.m = rt.metrics
         self.events_topic = rt.topics["task_events"]
         self.rejected_topic = rt.topics["feedback_rejected"]
@@ -93,6 +95,7 @@ class Owner:
         """Send in order and wait for the broker's acks (acks=all)."""
         key = station.encode()
         pending = [await self.events_topic.send(key=key, value=p.encode()) for p in payloads]
+        self.release()
         for fut in pending:
             await fut
 
@@ -250,7 +253,9 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     async def published(key: bytes) -> set[str]:
         return await published_ids(rt.settings, rt.names.task_events, key)
 
-    owner = Owner(rt, tasks, station_open, lambda: acknowledged(app.producer), published)
+    owner = Owner(
+        rt, tasks, station_open, lambda: acknowledged(app.producer), published, lambda: send_now(app.producer)
+    )
     alarms_name, commands_name = rt.names.alarms, rt.names.task_commands
     channel = app.topic(alarms_name, commands_name, key_serializer="raw", value_serializer="raw")
 
