@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from airgrid.config.settings import Settings
 from airgrid.domain.directory import Directory
@@ -21,7 +23,7 @@ from airgrid.domain.escalation import PolicyBook, load_policy_book
 from airgrid.domain.intake import Limits
 from airgrid.domain.rules import RuleCatalogue, load_rules
 from airgrid.sinks.metrics import Metrics
-from airgrid.streams.durable import FlushingConsumer, TrackingProducer
+from airgrid.streams.durable import FlushingConsumer, StreamFlowControl, TrackingProducer
 from airgrid.streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,11 @@ class AirgridApp(faust.App):  # type: ignore[misc]
     """The Faust app with the airgrid runtime attached."""
 
     runtime: Runtime
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        # a resume while the streams flow keeps what they have queued (streams/durable.py)
+        return StreamFlowControl(self, loop=self.loop)
 
 
 def _credentials(settings: Settings) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 5.0
@@ -144,3 +145,32 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             return False
         result: bool = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
         return result
+
+
+class StreamFlowControl(FlowControlEvent):  # type: ignore[misc]
+    """The app's flow control, which never empties the streams' queues while they are flowing.
+
+    ``resume()`` empties every stream's queue, which is right after a ``suspend()`` (what was
+    queued before a rebalance belongs to the previous assignment; the consumer reads it again from
+    the committed offsets). But when a rebalance needs no table recovery, or once it is done,
+    Faust's recovery resumes the flow, then the stream partitions, awaits the seek to the committed
+    offsets and only then calls ``resume()`` a second time: what the fetcher delivered in between
+    is dropped from the queues while the consumer's position is already past it. The agent then
+    goes on with the next records of the same partitions, so a station's ``source`` passes readings
+    it never applied; when the consumer reads them again (the commit cannot pass them) they look
+    like replays and are skipped for good: alarms lost, or different (found by a worker that
+    stalls past its session timeout under CPU load). So a resume while the flow is active keeps
+    the streams' queues and empties only the table changelog queue, as before.
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+
+    def resume(self) -> None:
+        if not self.is_active():
+            super().resume()
+            return
+        changelog = getattr(self.app.tables, "_changelog_queue", None)
+        if changelog is not None:
+            changelog.clear()

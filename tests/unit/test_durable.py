@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from faust.types.tuples import FutureMessage, PendingMessage
+from faust.types.tuples import TP, FutureMessage, PendingMessage
 
 from airgrid.config.settings import load_settings
 from airgrid.streams.app import create_app
@@ -52,3 +53,53 @@ async def test_writes_are_tracked_until_acknowledged_and_failures_counted(tmp_pa
     await asyncio.wait_for(waiter, 1)
     assert producer.unacknowledged == set() and producer.failed == 1
     assert await producer.drain(0.05) and flushed
+
+
+async def test_a_resume_while_the_streams_flow_keeps_their_queues(tmp_path: Path) -> None:
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    flow = app.flow_control
+    stream_queue = app.FlowControlQueue(maxsize=100, clear_on_resume=True)  # what a topic's channel uses
+    changelog_queue = app.tables.changelog_queue
+    stale = "queued before the rebalance"
+    stream_queue.put_nowait(stale)
+    flow.resume()  # after a suspend: what was queued before belongs to the old assignment
+    assert stream_queue.empty()
+    stream_queue.put_nowait("fetched while flowing")
+    changelog_queue.put_nowait("changelog")
+    flow.resume()  # again, while flowing: the consumer's position is past what is queued
+    assert stream_queue.get_nowait() == "fetched while flowing"
+    assert changelog_queue.empty()  # table recovery's queue is still emptied, as Faust does
+    stream_queue.put_nowait("queued before a suspend")
+    flow.suspend()
+    flow.resume()
+    assert stream_queue.empty()
+
+
+async def test_records_fetched_during_the_recovery_seek_are_not_dropped(tmp_path: Path) -> None:
+    """Faust's recovery resumes the stream partitions, awaits the seek, then resumes the flow control
+    a second time: records the fetcher queued for a stream in between must still be there."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    stream_queue = app.FlowControlQueue(maxsize=100, clear_on_resume=True)
+    app.flow_control.resume()  # Faust's recovery: no changelog to read, "Resuming flow..."
+
+    class Consumer:
+        def assignment(self) -> set[TP]:
+            return {TP("readings", 0)}
+
+        def resume_partitions(self, tps: Any) -> None:
+            pass
+
+        async def perform_seek(self) -> None:
+            stream_queue.put_nowait("fetched while the seek was awaited")
+
+        def resume_flow(self) -> None:
+            pass
+
+    class Fetcher:
+        async def maybe_start(self) -> None:
+            pass
+
+    app.consumer = Consumer()  # type: ignore[assignment]
+    app._fetcher = Fetcher()  # type: ignore[assignment]
+    await app.tables.recovery.on_recovery_completed(app.consumer_generation_id)
+    assert stream_queue.get_nowait() == "fetched while the seek was awaited"
