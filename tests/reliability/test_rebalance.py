@@ -15,8 +15,7 @@ from tests.helpers import Collector, Worker, produce, short_policy, worker_env
 from tests.reliability.auditor import audit, expected_alarms, settle, wallclock_rules
 from tests.reliability.test_kill_audit import scenario
 
-# soak: after the fixes it still lost two flat-line alarms of one station in 1 of 6 runs (README)
-pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(420)]
 
 
 async def test_partitions_move_and_deadlines_fire_once(
