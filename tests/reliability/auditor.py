@@ -151,3 +151,40 @@ async def settle(
     lost_stations = sorted({e.split(":", 1)[0] for e in again.lost})
     again.notes.append(f"stations with lost alarms: {lost_stations}")
     return again
+
+
+async def projection_gaps(
+    url: str, alarms: list[dict[str, Any]], task_events: list[dict[str, Any]], within: float
+) -> dict[str, list[Any]]:
+    """What the SQL projection lacks, or holds beyond the topics: every alarm event (by event id)
+    and task event (by task and version) once. Waits up to ``within`` seconds for it to catch up;
+    ``{}`` when it agrees with the topics."""
+    from sqlalchemy import create_engine, text
+
+    want = {
+        "alarms": {a["event_id"] for a in alarms},
+        "task_events": {(e["task_id"], e["version"]) for e in task_events},
+    }
+    queries = {
+        "alarms": "select event_id from alarms",
+        "task_events": "select task_id, version from task_events",
+    }
+    engine_ = create_engine(url)
+    deadline = time.monotonic() + within
+    try:
+        while True:
+            gaps: dict[str, list[Any]] = {}
+            with engine_.connect() as conn:
+                for table, query in queries.items():
+                    rows = [tuple(r) if len(r) > 1 else r[0] for r in conn.execute(text(query))]
+                    if len(rows) != len(set(rows)):
+                        gaps[f"{table}_twice"] = [k for k, n in Counter(rows).items() if n > 1][:10]
+                    if missing := want[table] - set(rows):
+                        gaps[f"{table}_missing"] = sorted(missing)[:10]
+                    if extra := set(rows) - want[table]:
+                        gaps[f"{table}_extra"] = sorted(extra)[:10]
+            if not gaps or time.monotonic() > deadline:
+                return gaps
+            await asyncio.sleep(0.5)
+    finally:
+        engine_.dispose()

@@ -1,6 +1,7 @@
 """SIGKILL the worker at random moments while readings, alarms and deadlines flow; after the last
 restart the auditor finds no reading unprocessed, no alarm lost or contradicted, no task created
-twice for one episode, and every reminder and escalation applied once."""
+twice for one episode, every reminder and escalation applied once, and the SQL projection holding
+every alarm and task event of the topics, once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from airgrid.config.settings import load_settings
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
-from tests.reliability.auditor import audit, expected_alarms, settle, wallclock_rules
+from tests.reliability.auditor import audit, expected_alarms, projection_gaps, settle, wallclock_rules
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(420)]
 STATIONS = [f"ST{i:03d}" for i in range(1, 13)]
@@ -114,5 +115,9 @@ async def test_kills_lose_nothing_and_duplicate_nothing(
                 e for e in seen.of(p + "task-events") if e["type"] == "escalated" and e["level"] == 1
             ]
             assert {e["task_id"] for e in escalated} == set(by_task)
+            # the SQL projection (SQLite in the data dir) agrees with the topics: all, once
+            url = f"sqlite:///{tmp_path / 'state' / 'airgrid.db'}"
+            gaps = await projection_gaps(url, seen.of(p + "alarms"), seen.of(p + "task-events"), 60)
+            assert gaps == {}, gaps
     finally:
         worker.stop()
