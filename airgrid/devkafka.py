@@ -125,6 +125,20 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     return False
 
 
+def _group_states(pgid: int) -> list[str]:
+    """States (the ``/proc/.../stat`` letter) of every thread of every process in group ``pgid``."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = raw[raw.rfind(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid):
+            states.append(fields[0])
+    return states
+
+
 def _cluster_id() -> str:
     """A Kafka-style cluster id: base64url (no padding) of 16 random bytes."""
     while True:
@@ -353,9 +367,21 @@ class LocalKafka:
             raise DevKafkaError("the Kafka broker is not running")
         os.killpg(self._proc.pid, sig)
 
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered."""
+    def pause(self, timeout: float = 10.0) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open but nothing is answered.
+
+        Returns once every process of the broker's group is stopped: ``kill`` returns before a
+        busy multi-threaded process has actually stopped, and a request sent in that window was
+        still answered (seen once on a loaded machine)."""
         self._signal(signal.SIGSTOP)
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = _group_states(self._proc.pid)
+            if states and all(st in "Tt" for st in states):
+                return
+            time.sleep(0.01)
+        raise DevKafkaError(f"the broker did not stop within {timeout}s of SIGSTOP")
 
     def resume(self) -> None:
         """Unfreeze a paused broker (SIGCONT)."""
