@@ -46,11 +46,6 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
         if fut.cancelled() or fut.exception() is not None:
             self.failed += 1
 
-    def send_now(self) -> None:
-        """Let the batches the client holds go now, without their linger (see ``release``)."""
-        if self._producer is not None:
-            release(self._producer)
-
     async def drain(self, within: float | None = None) -> bool:
         """Wait until every write made so far is acknowledged: as long as it takes, or at most
         ``within`` seconds (False when that was not enough). Lingering batches go at once: a
@@ -61,7 +56,7 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
         while pending:
             # a write may reach the client after this release (it was still in Faust's buffer):
             # release again every linger interval until all are acknowledged
-            self.send_now()
+            release(self._producer)
             step = self.linger_ms / 1000 if self.linger_ms else None
             if deadline is not None:
                 left = deadline - loop.time()
@@ -69,7 +64,7 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
                     return False
                 step = left if step is None else min(step, left)
             _, pending = await asyncio.wait(pending, timeout=step)
-        self.send_now()
+        release(self._producer)
         try:
             await asyncio.wait_for(self.flush(), within)  # sends that were not "soon" (outputs)
         except TimeoutError:
@@ -83,7 +78,7 @@ def release(client: Any) -> None:
     waits). A linger batches the changelog writes of many readings into few requests; the waits
     for acknowledgements (a commit, the owner's outbox) must not pay for it. aiokafka internals,
     pinned in pyproject.toml and checked against a real broker in the tests."""
-    acc = getattr(client, "_message_accumulator", None)
+    acc = getattr(client, "_message_accumulator", None)  # None: no client (yet)
     if acc is None:
         return
     for batches in acc._batches.values():
@@ -95,9 +90,8 @@ def release(client: Any) -> None:
 
 
 def send_now(producer: Any) -> None:
-    """Release the lingering batches of the app's producer (a no-op for other classes)."""
-    if isinstance(producer, TrackingProducer):
-        producer.send_now()
+    """Release the lingering batches of the app's producer (a no-op before its client exists)."""
+    release(getattr(producer, "_producer", None))
 
 
 async def acknowledged(producer: Any) -> None:

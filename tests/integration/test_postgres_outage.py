@@ -66,6 +66,29 @@ async def wait_until(check: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def on_topic(seen: Collector, prefix: str) -> set[tuple[str, int]]:
+    """(task, version) of every task event on the topic so far."""
+    return {(e["task_id"], e["version"]) for e in seen.of(prefix + "task-events")}
+
+
+def caught_up(seen: Collector, prefix: str, url: str) -> bool:
+    """Does the projection hold every task event on the topic so far?"""
+    return on_topic(seen, prefix) <= projected(url)
+
+
+async def dispatch_one(bootstrap: str, prefix: str, seen: Collector, url: str) -> str:
+    """Polluted readings of ST001 until a task is dispatched and projected; its id."""
+    hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    await produce(
+        bootstrap,
+        prefix + "readings",
+        [(b"ST001", reading("ST001", hour + timedelta(minutes=10 * i), 130.0)) for i in range(1, 7)],
+    )
+    first = await seen.wait_for(prefix + "task-events", lambda e: e["type"] == "dispatched", 30, "dispatch")
+    await wait_until(lambda: caught_up(seen, prefix, url), 30, "the dispatch in PostgreSQL")
+    return str(first["task_id"])
+
+
 async def test_projection_survives_a_database_outage(
     kafka_bootstrap: str, uid: str, tmp_path: Path, pg_database: str
 ) -> None:
@@ -79,18 +102,7 @@ async def test_projection_survives_a_database_outage(
     worker.start()
     try:
         async with Collector(kafka_bootstrap, [prefix + "task-events"]) as seen:
-            on_topic = lambda: {(e["task_id"], e["version"]) for e in seen.of(prefix + "task-events")}  # noqa: E731
-            hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-            await produce(
-                kafka_bootstrap,
-                prefix + "readings",
-                [(b"ST001", reading("ST001", hour + timedelta(minutes=10 * i), 130.0)) for i in range(1, 7)],
-            )
-            first = await seen.wait_for(
-                prefix + "task-events", lambda e: e["type"] == "dispatched", 30, "dispatch"
-            )
-            task = first["task_id"]
-            await wait_until(lambda: (task, 1) in projected(pg_database), 30, "the dispatch in PostgreSQL")
+            task = await dispatch_one(kafka_bootstrap, prefix, seen, pg_database)
 
             # 1. outage while the worker runs: the write is retried and lands once the db is back
             outage.begin()
@@ -104,7 +116,7 @@ async def test_projection_survives_a_database_outage(
             )
             assert projected(pg_database) == set()  # unreachable: nothing can be read, nor written
             outage.end()
-            await wait_until(lambda: on_topic() <= projected(pg_database), 60, "the retried write")
+            await wait_until(lambda: caught_up(seen, prefix, pg_database), 60, "the retried write")
 
             # 2. outage, and the worker stops before the database is back: nothing is committed
             # past the unwritten events, so the next worker writes them
@@ -124,20 +136,21 @@ async def test_projection_survives_a_database_outage(
             )
             assert worker.stop() == 0, worker.tail()
             outage.end()
-            missing = on_topic() - projected(pg_database)
+            missing = on_topic(seen, prefix) - projected(pg_database)
             assert missing, "the outage should have left events unwritten"
             worker.start()
             await wait_until(
-                lambda: on_topic() <= projected(pg_database), 60, f"the unwritten {sorted(missing)}"
+                lambda: caught_up(seen, prefix, pg_database), 60, f"the unwritten {sorted(missing)}"
             )
-            assert len(projected(pg_database)) == len(on_topic()) == len(seen.of(prefix + "task-events"))
+            rows, events = projected(pg_database), seen.of(prefix + "task-events")
+            assert len(rows) == len(on_topic(seen, prefix)) == len(events)
         engine = create_engine(pg_database)
         with engine.connect() as conn:
             state = conn.execute(
                 text("select state, version from tasks where task_id = :t"), {"t": task}
             ).one()
         engine.dispose()
-        assert tuple(state) == ("closed", max(v for t, v in on_topic() if t == task))
+        assert tuple(state) == ("closed", max(v for t, v in on_topic(seen, prefix) if t == task))
     finally:
         worker.stop()
         outage.end()
@@ -165,18 +178,7 @@ async def test_a_stuck_database_delays_only_the_projection(
     locker = create_engine(pg_database)
     try:
         async with Collector(kafka_bootstrap, [prefix + "task-events"]) as seen:
-            on_topic = lambda: {(e["task_id"], e["version"]) for e in seen.of(prefix + "task-events")}  # noqa: E731
-            hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-            await produce(
-                kafka_bootstrap,
-                prefix + "readings",
-                [(b"ST001", reading("ST001", hour + timedelta(minutes=10 * i), 130.0)) for i in range(1, 7)],
-            )
-            first = await seen.wait_for(
-                prefix + "task-events", lambda e: e["type"] == "dispatched", 30, "dispatch"
-            )
-            task = first["task_id"]
-            await wait_until(lambda: on_topic() <= projected(pg_database), 30, "the dispatch in PostgreSQL")
+            task = await dispatch_one(kafka_bootstrap, prefix, seen, pg_database)
             before = len(seen.of(prefix + "task-events"))
 
             with locker.connect() as conn:
@@ -202,8 +204,8 @@ async def test_a_stuck_database_delays_only_the_projection(
                 assert rows == before  # the lock holder sees the table: the ack is not in it
                 conn.rollback()  # releases the lock
 
-            await wait_until(lambda: on_topic() <= projected(pg_database), 60, "the ack after the lock")
-            assert len(projected(pg_database)) == len(on_topic()) == before + 1
+            await wait_until(lambda: caught_up(seen, prefix, pg_database), 60, "the ack after the lock")
+            assert len(projected(pg_database)) == len(on_topic(seen, prefix)) == before + 1
             assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
     finally:
         worker.stop()
