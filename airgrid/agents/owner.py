@@ -16,12 +16,21 @@ A crash during 2 leaves the outbox; before the task is touched again (or on the 
 the events that are not there. A re-delivered command whose effect is in the table is a no-op
 (schedule id and step, feedback ids, alarm ids), so a deadline step is never applied twice under
 two versions.
+
+Group commit: the agent stages the changes of every event it has at hand (the stream's queue is
+not empty) and makes them durable with one flush, then publishes all their events and waits for
+the acks once (``finish``). A task changed twice in a batch keeps one outbox with both changes'
+events in order. Faust may commit the staged events' offsets before ``finish``; the consumer waits
+for the changelog writes first, so their outboxes are durable and a crash leaves them to the
+sweeper, as in step 2.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -36,9 +45,11 @@ from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import encode, text_of
-from airgrid.streams.durable import acknowledged, send_now
+from airgrid.streams.durable import acknowledged, event_now, send_now, writing_as
 
 log = logging.getLogger(__name__)
+BATCH_MAX = 200  # task changes per group commit
+BATCH_MAX_S = 0.05  # the oldest staged change waits at most this long before its flush
 
 
 class Owner:
@@ -52,6 +63,8 @@ class Owner:
         flush: Callable[[], Awaitable[None]],
         published: Callable[[bytes], Awaitable[set[str]]] | None = None,
         release: Callable[[], None] = lambda: None,
+        event_now: Callable[[], Any] = lambda: None,
+        writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
     ) -> None:
         self.rt = rt
         self.tasks = tasks
@@ -59,31 +72,73 @@ class Owner:
         self.flush = flush  # waits until every buffered message (changelogs too) is acked
         self.published = published  # event ids already in the key's task-events partition
         self.release = release  # sends the producer's lingering batches now
+        self.event_now = event_now  # the stream event being processed
+        self.writing_as = writing_as  # table writes on behalf of that event (its partition)
         self.m = rt.metrics
         self.events_topic = rt.topics["task_events"]
         self.rejected_topic = rt.topics["feedback_rejected"]
+        self.autocommit = True  # False: changes wait for ``finish`` (the agent's group commit)
+        # task id -> its newest staged version (outbox not sent) and the event that staged it
+        self.staged: dict[str, tuple[Task, Any]] = {}
+        self.order: list[tuple[str, list[TaskEvent], tuple[str, ...]]] = []  # in staging order
 
     def task(self, task_id: str) -> Task | None:
         raw = self.tasks.get(task_id)
         return Task.model_validate(raw) if raw else None
 
     async def commit(self, task: Task, events: list[TaskEvent]) -> None:
-        """Store the task with its events pending, make that durable, publish, clear the outbox."""
+        """Store the task with its events pending; unless the agent groups commits, make that
+        durable, publish and clear the outbox now."""
+        self.stage(task, events)
+        if self.autocommit:
+            await self.finish()
+
+    def stage(self, task: Task, events: list[TaskEvent]) -> None:
+        """Store the task with its events pending (after those of this batch not yet sent)."""
         station = task.station_id
         if task.is_open and self.station_open.get(station) != task.task_id:
             self.station_open[station] = task.task_id
+        before = self.staged.get(task.task_id)
+        pending = before[0].outbox if before is not None else ()
         payloads = tuple(encode(ev).decode() for ev in events)
-        self.tasks[task.task_id] = task.model_copy(update={"outbox": payloads}).model_dump(mode="json")
+        stored = task.model_copy(update={"outbox": pending + payloads})
+        self.tasks[task.task_id] = stored.model_dump(mode="json")
+        self.staged[task.task_id] = (stored, self.event_now())
+        self.order.append((station, events, payloads))
+
+    @property
+    def staged_changes(self) -> int:
+        return len(self.order)
+
+    async def finish(self) -> None:
+        """One flush for every staged change, then their events in staging order, one wait for
+        the acks, then the tasks without their outboxes. On failure the outboxes stay stored and
+        the sweeper asks for them again (the read-back sends only what is missing)."""
+        if not self.order:
+            return
+        staged, order = self.staged, self.order
+        self.staged, self.order = {}, []
+        self.m.owner_batch.observe(len(order))
         await self.flush()
-        await self.publish(station, payloads)
-        self.settle(task)
-        for ev in events:
-            self.m.task_events.labels(ev.type, str(ev.level)).inc()
-            if ev.type == "reminded":
-                self.m.reminders.labels(str(ev.level)).inc()
-            elif ev.type == "escalated":
-                self.m.escalations.labels(str(ev.level)).inc()
-            log.info("task %s v%s %s -> grid %s", ev.task_id, ev.version, ev.type, ev.grid_id)
+        pending = [  # one key per station: each station's events keep their order
+            await self.events_topic.send(key=station.encode(), value=p.encode())
+            for station, _, payloads in order
+            for p in payloads
+        ]
+        self.release()
+        for fut in pending:
+            await fut
+        for task, event in staged.values():
+            with self.writing_as(event):  # the task's own partition, not the last event's
+                self.settle(task)
+        for _, events, _ in order:
+            for ev in events:
+                self.m.task_events.labels(ev.type, str(ev.level)).inc()
+                if ev.type == "reminded":
+                    self.m.reminders.labels(str(ev.level)).inc()
+                elif ev.type == "escalated":
+                    self.m.escalations.labels(str(ev.level)).inc()
+                log.info("task %s v%s %s -> grid %s", ev.task_id, ev.version, ev.type, ev.grid_id)
 
     def settle(self, task: Task) -> None:
         """The events are out: store the task without them; a closed task leaves the pointer."""
@@ -102,6 +157,8 @@ class Owner:
     async def drain(self, task_id: str) -> None:
         """Send the events a crash left unpublished (same bytes, same event ids), then clear them.
         Those already in the topic are skipped; if that cannot be read, all are re-sent."""
+        if task_id in self.staged:
+            return  # its outbox belongs to this batch, sent by ``finish``
         task = self.task(task_id)
         if task is None or not task.outbox:
             return
@@ -254,7 +311,14 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         return await published_ids(rt.settings, rt.names.task_events, key)
 
     owner = Owner(
-        rt, tasks, station_open, lambda: acknowledged(app.producer), published, lambda: send_now(app.producer)
+        rt,
+        tasks,
+        station_open,
+        lambda: acknowledged(app.producer),
+        published,
+        lambda: send_now(app.producer),
+        event_now,
+        writing_as,
     )
     alarms_name, commands_name = rt.names.alarms, rt.names.task_commands
     channel = app.topic(alarms_name, commands_name, key_serializer="raw", value_serializer="raw")
@@ -274,31 +338,53 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         else:
             await owner.on_feedback(FeedbackCommand.model_validate(data), now)
 
+    owner.autocommit = False
+
+    async def group_commit() -> None:
+        try:
+            await owner.finish()
+        except Exception:  # the outboxes stay stored; the sweeper asks for them again
+            log.exception("owner: a group commit failed; its outboxes wait for the sweeper")
+
     async def own(stream: Any) -> None:
+        queue = getattr(getattr(stream, "channel", None), "queue", None)
+        started = 0.0
         async for event in stream.events():
-            msg = event.message
-            try:
-                await handle(event)
-            except (ValidationError, orjson.JSONDecodeError) as exc:
-                # only airgrid writes these topics; a bad message is a bug or a foreign writer
-                log.error("unreadable message on %s/%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-                await owner.reject(
-                    None,
-                    Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                    "unreadable",
-                    f"unreadable message on {msg.topic}: {exc}",
-                    rt.clock(),
-                    payload=event.value,
-                )
-            except Exception as exc:
-                log.exception("owner failed on %s/%s@%s", msg.topic, msg.partition, msg.offset)
-                await owner.reject(
-                    None,
-                    Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                    "internal",
-                    f"internal error: {type(exc).__name__}: {exc}",
-                    rt.clock(),
-                    payload=event.value,
-                )
+            if not owner.staged_changes:
+                started = asyncio.get_running_loop().time()
+            await own_one(event)
+            if owner.staged_changes and (
+                queue is None
+                or queue.empty()
+                or owner.staged_changes >= BATCH_MAX
+                or asyncio.get_running_loop().time() - started >= BATCH_MAX_S
+            ):
+                await group_commit()
+
+    async def own_one(event: Any) -> None:
+        msg = event.message
+        try:
+            await handle(event)
+        except (ValidationError, orjson.JSONDecodeError) as exc:
+            # only airgrid writes these topics; a bad message is a bug or a foreign writer
+            log.error("unreadable message on %s/%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+            await owner.reject(
+                None,
+                Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset),
+                "unreadable",
+                f"unreadable message on {msg.topic}: {exc}",
+                rt.clock(),
+                payload=event.value,
+            )
+        except Exception as exc:
+            log.exception("owner failed on %s/%s@%s", msg.topic, msg.partition, msg.offset)
+            await owner.reject(
+                None,
+                Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset),
+                "internal",
+                f"internal error: {type(exc).__name__}: {exc}",
+                rt.clock(),
+                payload=event.value,
+            )
 
     app.agent(channel, name="airgrid.owner", concurrency=1)(own)

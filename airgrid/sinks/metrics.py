@@ -69,6 +69,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.owner_batch = Histogram(
+            "airgrid_owner_batch_changes",
+            "Task changes made durable by one flush of the owner (its group commit)",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+            registry=r,
+        )
         self.open_tasks = Gauge(
             "airgrid_open_tasks",
             "Open tasks owned by this worker, by level-1 grid, state",

@@ -16,10 +16,13 @@ changelog write (``send_soon``) until Kafka has acknowledged it, and the commit 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from faust.streams import _current_event, current_event
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from mode.utils.queues import FlowControlEvent
@@ -168,3 +171,27 @@ class StreamFlowControl(FlowControlEvent):  # type: ignore[misc]
         changelog = getattr(self.app.tables, "_changelog_queue", None)
         if changelog is not None:
             changelog.clear()
+
+
+def event_now() -> Any:
+    """The event the calling agent is processing (None outside a stream)."""
+    return current_event()
+
+
+@contextlib.contextmanager
+def writing_as(event: Any) -> Iterator[None]:
+    """Table writes inside this block belong to ``event``. A table write goes to the changelog
+    partition (and the store partition) of the event being processed, which Faust looks up in a
+    context variable; a write made later on behalf of an earlier event (the owner's group commit)
+    must name that event, or the row lands in another station's partition: a worker that
+    recovers the table from its changelog then finds an older version of the task (found by the
+    kill test with the memory store: a reminder applied twice). Faust internals, pinned in
+    pyproject.toml."""
+    if event is None:
+        yield
+        return
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

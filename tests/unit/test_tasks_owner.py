@@ -315,3 +315,64 @@ async def test_key_grid_stations_get_the_stricter_policy_and_a_warning_overrides
     first = Task.model_validate(owner.tasks[next(iter(owner.tasks))])
     assert first.schedule[0].reason == "not acknowledged"  # the shipped policies remind after 30 min
     assert (first.schedule[0].at - T0).total_seconds() == 1800
+
+
+def feedback_cmd(task_id: str, fid: str, action: str, offset: int) -> FeedbackCommand:
+    fb = Feedback(feedback_id=fid, task_id=task_id, worker_id="W-L3-010102-1", action=action, at=T0)
+    return FeedbackCommand(
+        station_id="ST001",
+        feedback=fb,
+        origin_topic="fb",
+        origin_partition=0,
+        origin_offset=offset,
+        received_at=T0,
+    )
+
+
+async def test_group_commit_makes_a_batch_durable_with_one_flush_and_publishes_in_order(owner: Owner) -> None:
+    owner.autocommit = False
+    await owner.on_alarm(alarm("ST001"), T0)
+    task_id = next(iter(owner.tasks))
+    await owner.on_feedback(feedback_cmd(task_id, "f1", "acknowledge", 1), T0)  # same task, same batch
+    await owner.on_alarm(alarm("ST002"), T0)
+    # nothing published and nothing flushed yet; the task keeps both changes' events, in order
+    assert owner.events_topic.sent == [] and owner.flushes == []  # type: ignore[attr-defined]
+    staged = Task.model_validate(owner.tasks[task_id])
+    assert staged.version == 2
+    assert [orjson.loads(p)["type"] for p in staged.outbox] == ["dispatched", "acknowledged"]
+    # the sweeper's outbox command during the batch does not send the batch's events early
+    await owner.on_outbox(OutboxCommand(task_id=task_id, station_id="ST001", version=2, issued_at=T0))
+    assert owner.events_topic.sent == []
+
+    await owner.finish()
+    assert owner.flushes == [1]  # type: ignore[attr-defined]
+    sent = events(owner)
+    assert [(e["station_id"], e["version"], e["type"]) for e in sent] == [
+        ("ST001", 1, "dispatched"),
+        ("ST001", 2, "acknowledged"),
+        ("ST002", 1, "dispatched"),
+    ]
+    assert all(Task.model_validate(raw).outbox == () for raw in owner.tasks.values())
+    assert owner.m.owner_batch._sum.get() == 3
+    await owner.finish()  # nothing staged: no flush
+    assert owner.flushes == [1]  # type: ignore[attr-defined]
+
+
+async def test_a_crash_inside_a_group_commit_leaves_every_staged_event_for_the_resend(owner: Owner) -> None:
+    owner.autocommit = False
+    await owner.on_alarm(alarm("ST001"), T0)
+    task_id = next(iter(owner.tasks))
+    await owner.on_feedback(feedback_cmd(task_id, "f1", "acknowledge", 1), T0)
+    owner.events_topic.fail_next = 1  # the first send of the batch fails: nothing went out
+    with pytest.raises(Crash):
+        await owner.finish()
+    stored = Task.model_validate(owner.tasks[task_id])
+    assert len(stored.outbox) == 2 and owner.staged_changes == 0
+
+    # the re-delivered feedback (its offset may or may not have been committed) sends what is
+    # pending, byte for byte and in order, and is not applied a second time
+    owner.autocommit = True
+    await owner.on_feedback(feedback_cmd(task_id, "f1", "acknowledge", 1), T0)
+    assert [(e["version"], e["type"]) for e in events(owner)] == [(1, "dispatched"), (2, "acknowledged")]
+    assert owner.events_topic.sent == [p.encode() for p in stored.outbox]
+    assert Task.model_validate(owner.tasks[task_id]).outbox == ()
