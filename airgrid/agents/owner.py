@@ -365,26 +365,15 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         msg = event.message
         try:
             await handle(event)
+            return
         except (ValidationError, orjson.JSONDecodeError) as exc:
             # only airgrid writes these topics; a bad message is a bug or a foreign writer
             log.error("unreadable message on %s/%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-            await owner.reject(
-                None,
-                Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                "unreadable",
-                f"unreadable message on {msg.topic}: {exc}",
-                rt.clock(),
-                payload=event.value,
-            )
+            code, reason = "unreadable", f"unreadable message on {msg.topic}: {exc}"
         except Exception as exc:
             log.exception("owner failed on %s/%s@%s", msg.topic, msg.partition, msg.offset)
-            await owner.reject(
-                None,
-                Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                "internal",
-                f"internal error: {type(exc).__name__}: {exc}",
-                rt.clock(),
-                payload=event.value,
-            )
+            code, reason = "internal", f"internal error: {type(exc).__name__}: {exc}"
+        origin = Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        await owner.reject(None, origin, code, reason, rt.clock(), payload=event.value)
 
     app.agent(channel, name="airgrid.owner", concurrency=1)(own)
