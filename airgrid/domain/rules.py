@@ -148,6 +148,13 @@ class ImpossibleRule(_Rule):
     kind: Literal["impossible"] = "impossible"
     pm25_over_pm10_ratio: float = Field(1.1, ge=1, description="pm25 > pm10 x ratio + abs is impossible")
     pm25_over_pm10_abs: float = Field(5.0, ge=0)
+    readings: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="consecutive impossible readings of a pollutant before an episode opens (the "
+        "values are kept out of the averages from the first)",
+    )
     ranges: dict[Pollutant, float] = Field(default_factory=dict, description="instrument range maxima")
     route: Literal["operations"] = "operations"
 

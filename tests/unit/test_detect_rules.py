@@ -307,6 +307,23 @@ def test_pm25_above_pm10_is_impossible_and_kept_out_of_averages() -> None:
     assert kinds(events) == [("imp", "cleared")]
 
 
+def test_impossible_opens_only_after_n_readings_in_a_row_but_never_averages_them() -> None:
+    rule = {"id": "pm25_1h", "pollutant": "pm25", "threshold": 75}
+    rs = rs_of({**IMPOSSIBLE, "readings": 3}, rule)
+    pm = [(300.0, 100.0), (300.0, 100.0), (50.0, 100.0), (300.0, 100.0), (300.0, 100.0), (300.0, 100.0)]
+    state: StationState | None = None
+    opened_at: list[int] = []
+    for i, (pm25, pm10) in enumerate(pm):
+        state, events, _ = run([rd(T0 + timedelta(hours=i + 1), pm25=pm25, pm10=pm10, no2=20.0)], rs, state)
+        if pm25 > pm10:
+            assert "pm25" not in state.last_hourly  # kept out of the averages from the first
+        opened_at += [i for e in events if (e.rule_id, e.kind) == ("imp", "opened")]
+    assert opened_at == [5]  # two in a row, then a good reading: the count starts again
+    assert state is not None and StationState.from_json(state.to_json()).bad == {"pm25": 3}
+    state, events, _ = run([rd(T0 + timedelta(hours=7), pm25=50.0, pm10=100.0)], rs, state)
+    assert kinds(events) == [("imp", "cleared")] and state.bad == {}
+
+
 def test_values_at_the_instrument_ceiling_are_impossible() -> None:
     state, events, _ = run([rd(T0 + timedelta(hours=1), co=10.0, no2=20.0)], rs_of(IMPOSSIBLE))
     assert [(e.pollutant, e.value, e.threshold) for e in events] == [("co", 10.0, 10.0)]
@@ -402,7 +419,7 @@ def test_every_event_of_the_shipped_rules_is_a_valid_message() -> None:
     readings = [
         rd(T26 + timedelta(hours=i + 1), pm25=v, pm10=v * 1.4, o3=50.0 + i % 5) for i, v in enumerate(values)
     ]
-    readings.append(rd(T26 + timedelta(hours=80), pm25=300.0, pm10=50.0, co=12.0))
+    readings += [rd(T26 + timedelta(hours=80 + i), pm25=300.0, pm10=50.0, co=12.0) for i in range(3)]
     state, events, _ = run(readings, rs)
     events += engine.check_silence(state, "ST001", rs, (NOW + timedelta(hours=2)).timestamp())
     assert {e.rule_id for e in events} >= {"pm25_1h_severe", "aqi_severe", "impossible", "station_silent"}

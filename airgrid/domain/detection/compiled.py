@@ -164,6 +164,7 @@ def compile_rules(
                 "ratio": src.pm25_over_pm10_ratio,
                 "abs_tol": src.pm25_over_pm10_abs,
                 "ranges": dict(src.ranges),
+                "readings": src.readings,
             }
             per_reading.append(Rule(**common, period="reading"))
     rs = RuleSet(

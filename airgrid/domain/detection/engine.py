@@ -127,13 +127,19 @@ def _per_reading(out: Emitter, reading: Reading, in_order: bool) -> dict[str, fl
     for rule in out.rules.per_reading:
         if rule.kind == "impossible":
             bad = _impossible(rule, values)
-            if bad or state.episodes:  # the common case, nothing wrong and nothing open, costs nothing
+            runs = state.bad
+            # the common case, nothing wrong, nothing counted and nothing open, costs nothing
+            if bad or runs or state.episodes:
                 for p in values:
                     key = rule.keys[p]
                     if p in bad:
-                        out.step(rule, key, True, False, values[p], bad[p], pollutant=p)
-                    elif key in state.episodes:
-                        out.step(rule, key, False, True, values[p], None, pollutant=p)
+                        count = runs[p] = runs.get(p, 0) + 1
+                        if count >= rule.readings or key in state.episodes:  # persistent, or still open
+                            out.step(rule, key, True, False, values[p], bad[p], pollutant=p)
+                    else:
+                        runs.pop(p, None)
+                        if key in state.episodes:
+                            out.step(rule, key, False, True, values[p], None, pollutant=p)
             if bad:
                 usable = {p: v for p, v in usable.items() if p not in bad}
                 if "pm25" in bad and "pm10" in usable and bad["pm25"] < values["pm25"]:

@@ -41,6 +41,7 @@ class StationState:
     buckets: dict[int, Bucket] = field(default_factory=dict)
     ring: dict[int, dict[str, float]] = field(default_factory=dict)  # hour -> valid hourly averages
     flat: dict[str, list[float]] = field(default_factory=dict)  # pollutant -> [value, run length]
+    bad: dict[str, int] = field(default_factory=dict)  # pollutant -> impossible readings in a row
     episodes: dict[str, Episode] = field(default_factory=dict)
     day_done: int | None = None  # last China calendar day evaluated
     # where the newest applied reading came from, [partition, offset] of the readings topic: a
@@ -71,6 +72,7 @@ class StationState:
             "b": {str(h): [b.sums, b.secs, b.seen, b.closed] for h, b in self.buckets.items()},
             "r": {str(h): v for h, v in self.ring.items()},
             "f": self.flat,
+            "ib": self.bad,
             "e": {k: [e.alarm_id, e.opened_at, e.seq, e.peak, e.calm] for k, e in self.episodes.items()},
             "dd": self.day_done,
             "src": self.source,
@@ -89,6 +91,7 @@ class StationState:
             },
             ring={int(h): dict(v) for h, v in raw.get("r", {}).items()},
             flat={p: list(v) for p, v in raw.get("f", {}).items()},
+            bad=dict(raw.get("ib", {})),
             episodes={k: Episode(v[0], v[1], v[2], v[3], v[4]) for k, v in raw.get("e", {}).items()},
             day_done=raw.get("dd"),
             source=raw.get("src"),
