@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment of the main and recovery workers (e.g. PRODUCER_LINGER=0.01); repeatable",
     )
     ap.add_argument(
-        "--gc-probe", action="store_true", help="log garbage-collection pauses >= 20 ms in the worker logs"
+        "--gc-probe", action="store_true", help="log garbage-collection pauses >= 20 ms and event-loop callbacks >= 50 ms in the worker logs"
     )
     ap.add_argument("--quick", action="store_true", help="small sizes, for a first look")
     ap.add_argument(

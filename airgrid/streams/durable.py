@@ -67,9 +67,18 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
                     return False
                 step = left if step is None else min(step, left)
             _, pending = await asyncio.wait(pending, timeout=step)
-        release(self._producer)
+        client = self._producer
+        if client is None:
+            return True
+        release(client)
+        # sends that were not "soon" (outputs) are in the client already: wait for the batches it
+        # holds now. Not ``self.flush()``: Faust's buffer flush returns only once its buffer is
+        # empty, which under a steady stream of table writes from other agents can take seconds
+        # (the owner's task events waited for it); every write in that buffer is in
+        # ``unacknowledged`` and was waited for above.
+        rest = None if deadline is None else max(0.0, deadline - loop.time())
         try:
-            await asyncio.wait_for(self.flush(), within)  # sends that were not "soon" (outputs)
+            await asyncio.wait_for(client.flush(), rest)
         except TimeoutError:
             return False
         return True

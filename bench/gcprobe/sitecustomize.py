@@ -1,5 +1,6 @@
 """Loaded by a worker started with ``--gc-probe`` (on PYTHONPATH): logs every garbage collection
-that pauses the process for 20 ms or more, to find event-loop stalls; with BENCH_GC_FREEZE_AFTER=S it
+that pauses the process for 20 ms or more and every event-loop callback that runs for 50 ms or
+more, to find event-loop stalls; with BENCH_GC_FREEZE_AFTER=S it
 also calls gc.freeze() S seconds after start. No airgrid code changes."""
 
 import gc
@@ -38,3 +39,21 @@ if os.environ.get("BENCH_GC_FREEZE_AFTER"):
     _timer = threading.Timer(float(os.environ["BENCH_GC_FREEZE_AFTER"]), _freeze)
     _timer.daemon = True
     _timer.start()
+
+
+# Event-loop stalls that are not garbage collection: every callback (a task step, a timer) that
+# holds the loop for 50 ms or more, with what it was.
+import asyncio.events as _events  # noqa: E402
+
+_handle_run = _events.Handle._run
+
+
+def _timed_run(self: _events.Handle) -> None:
+    began = time.perf_counter()
+    _handle_run(self)
+    ms = (time.perf_counter() - began) * 1000
+    if ms >= 50:
+        print(f"SLOWCALLBACK ms={ms:.1f} {self._callback!r}"[:400], file=sys.stderr, flush=True)
+
+
+_events.Handle._run = _timed_run  # type: ignore[method-assign]

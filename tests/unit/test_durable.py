@@ -32,12 +32,8 @@ async def test_writes_are_tracked_until_acknowledged_and_failures_counted(tmp_pa
     app = create_app(load_settings(store="memory", data_dir=tmp_path))
     producer = app.producer
     assert isinstance(producer, TrackingProducer)
-    flushed: list[int] = []
-
-    async def flush() -> None:
-        flushed.append(1)
-
-    producer.flush = flush  # type: ignore[method-assign]  # the client is not started here
+    client = FakeClient()
+    producer._producer = client  # the client is not started here
     first, second = _message(), _message()
     producer.send_soon(first)
     producer.send_soon(second)
@@ -52,7 +48,36 @@ async def test_writes_are_tracked_until_acknowledged_and_failures_counted(tmp_pa
     second.set_exception(RuntimeError("refused"))
     await asyncio.wait_for(waiter, 1)
     assert producer.unacknowledged == set() and producer.failed == 1
-    assert await producer.drain(0.05) and flushed
+    assert await producer.drain(0.05) and client.flushed
+
+
+class FakeClient:
+    """Stands in for the aiokafka client: its flush waits for the batches it holds."""
+
+    def __init__(self) -> None:
+        self.flushed = 0
+
+    async def flush(self) -> None:
+        self.flushed += 1
+
+
+async def test_a_drain_waits_only_for_the_writes_made_before_it(tmp_path: Path) -> None:
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    producer = app.producer
+    assert isinstance(producer, TrackingProducer)
+    producer._producer = FakeClient()
+
+    async def never() -> None:  # Faust's buffer flush while other agents keep writing
+        await asyncio.Event().wait()
+
+    producer.flush = never  # type: ignore[method-assign]
+    mine = _message()
+    producer.send_soon(mine)
+    drain = asyncio.create_task(producer.drain(2.0))
+    await asyncio.sleep(0.01)
+    producer.send_soon(_message())  # another agent's write, after the drain began: never acked
+    mine.set_result(None)  # type: ignore[arg-type]
+    assert await asyncio.wait_for(drain, 1.0)
 
 
 async def test_a_resume_while_the_streams_flow_keeps_their_queues(tmp_path: Path) -> None:
