@@ -1,7 +1,9 @@
 """A tiny Faust app with one agent that only counts events: the framework's own cost.
 
 Run by ``bench.run`` as a subprocess; environment: BENCH_BOOTSTRAP, BENCH_TOPIC, BENCH_N,
-BENCH_OUT (a JSON file written once N events were seen), BENCH_PARTITIONS, BENCH_DATADIR.
+BENCH_OUT (a JSON file written once N events were seen), BENCH_PARTITIONS, BENCH_DATADIR; with
+BENCH_TABLE_WRITE=1 the agent also writes one small row per event to a changelogged table (memory
+store), as airgrid's detection writes a station's state per reading: Faust's cost of a table write.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ def build() -> faust.App:
         autodiscover=False,
     )
     topic = app.topic(env["BENCH_TOPIC"], key_serializer="raw", value_serializer="raw")
+    table = app.Table("bench-rows", default=None, key_type=str) if env.get("BENCH_TABLE_WRITE") else None
 
     async def count(stream: Any) -> None:
         seen = 0
         first = 0.0
-        async for _event in stream.events():  # the same loop shape as airgrid's agents
+        async for event in stream.events():  # the same loop shape as airgrid's agents
             seen += 1
+            if table is not None:
+                table[event.key.decode()] = {"seen": seen}
             if seen == 1:
                 first = time.time()
             if seen == n:

@@ -94,8 +94,9 @@ async def raw_consumer(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
 
 
 # --- 3. the no-op Faust agent --------------------------------------------------------------------
-def noop_faust(bootstrap: str, topic: str, n: int, work: Path) -> dict[str, Any]:
-    out = work / "noop.json"
+def noop_faust(bootstrap: str, topic: str, n: int, work: Path, table_write: bool = False) -> dict[str, Any]:
+    label = "noop-table" if table_write else "noop"
+    out = work / f"{label}.json"
     env = dict(
         os.environ,
         BENCH_BOOTSTRAP=bootstrap,
@@ -103,10 +104,11 @@ def noop_faust(bootstrap: str, topic: str, n: int, work: Path) -> dict[str, Any]
         BENCH_N=str(n),
         BENCH_OUT=str(out),
         BENCH_PARTITIONS=str(PARTITIONS),
-        BENCH_DATADIR=str(work / "noop"),
+        BENCH_DATADIR=str(work / label),
+        **({"BENCH_TABLE_WRITE": "1"} if table_write else {}),
     )
     began = time.time()
-    with (work / "noop.log").open("ab") as fh:
+    with (work / f"{label}.log").open("ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.noop_app"],
             env=env,
@@ -119,7 +121,7 @@ def noop_faust(bootstrap: str, topic: str, n: int, work: Path) -> dict[str, Any]
         deadline = time.monotonic() + 600
         while not out.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"no-op Faust app failed, see {work / 'noop.log'}")
+                raise RuntimeError(f"no-op Faust app failed, see {work / f'{label}.log'}")
             time.sleep(0.1)
         r = json.loads(out.read_text())
     finally:
@@ -535,7 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment of the main and recovery workers (e.g. PRODUCER_LINGER=0.01); repeatable",
     )
     ap.add_argument(
-        "--gc-probe", action="store_true", help="log garbage-collection pauses >= 20 ms and event-loop callbacks >= 50 ms in the worker logs"
+        "--gc-probe",
+        action="store_true",
+        help="log garbage-collection pauses >= 20 ms and event-loop callbacks >= 50 ms in the worker logs",
     )
     ap.add_argument("--quick", action="store_true", help="small sizes, for a first look")
     ap.add_argument(
@@ -664,6 +668,12 @@ def throughput_and_latency(
             "loadavg_1m_end": c.loadavg(),
         }
         log(f"noop: {phases['noop_faust']}")
+        log("no-op Faust agent writing one table row per event")
+        phases["noop_faust_table"] = {
+            **noop_faust(k.bootstrap, names["readings"], n, work, table_write=True),
+            "loadavg_1m_end": c.loadavg(),
+        }
+        log(f"noop + table: {phases['noop_faust_table']}")
 
     log("full pipeline: the real airgrid worker")
     w = c.Worker.make(src, k.bootstrap, name, work / "worker-data", grid, c.free_port(), work / "worker.log")
@@ -709,6 +719,10 @@ def throughput_and_latency(
             )
             report["ratios"]["full_over_noop_faust"] = round(
                 phases["full_pipeline"]["readings_per_s"] / phases["noop_faust"]["readings_per_s"], 4
+            )
+        if "noop_faust_table" in phases:
+            report["ratios"]["noop_faust_table_over_raw"] = round(
+                phases["noop_faust_table"]["readings_per_s"] / raw_rate, 4
             )
         if a.profile:
             report["profile"] = summarise(Path(a.profile) / "worker-drain.txt")
@@ -773,6 +787,7 @@ def table(r: dict[str, Any]) -> str:
     for key, label in (
         ("raw_aiokafka", "raw aiokafka consumer (limit)"),
         ("noop_faust", "no-op Faust agent"),
+        ("noop_faust_table", "no-op Faust agent + one table write per event"),
         ("full_pipeline", "full pipeline (airgrid worker)"),
     ):
         if key in t:
@@ -801,6 +816,8 @@ def table(r: dict[str, Any]) -> str:
         rows.append(("full / raw", f"{v:.1%}", f">= 40 % {'met' if v >= 0.4 else 'MISSED'}"))
     if "noop_faust_over_raw" in ratios:
         rows.append(("no-op Faust / raw", f"{ratios['noop_faust_over_raw']:.1%}", ""))
+    if "noop_faust_table_over_raw" in ratios:
+        rows.append(("no-op Faust + table write / raw", f"{ratios['noop_faust_table_over_raw']:.1%}", ""))
     for lv in r.get("latency", {}).get("levels", []):
         a, ta = lv["reading_to_alarm_consumed"], lv["reading_to_task_event_consumed"]
         target = ""
