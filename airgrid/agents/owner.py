@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -120,14 +120,7 @@ class Owner:
         self.staged, self.order = {}, []
         self.m.owner_batch.observe(len(order))
         await self.flush()
-        pending = [  # one key per station: each station's events keep their order
-            await self.events_topic.send(key=station.encode(), value=p.encode())
-            for station, _, payloads in order
-            for p in payloads
-        ]
-        self.release()
-        for fut in pending:
-            await fut
+        await self.publish((station, p) for station, _, payloads in order for p in payloads)
         for task, event in staged.values():
             with self.writing_as(event):  # the task's own partition, not the last event's
                 self.settle(task)
@@ -146,10 +139,10 @@ class Owner:
         if not task.is_open and self.station_open.get(task.station_id) == task.task_id:
             self.station_open.pop(task.station_id, None)
 
-    async def publish(self, station: str, payloads: tuple[str, ...] | list[str]) -> None:
-        """Send in order and wait for the broker's acks (acks=all)."""
-        key = station.encode()
-        pending = [await self.events_topic.send(key=key, value=p.encode()) for p in payloads]
+    async def publish(self, messages: Iterable[tuple[str, str]]) -> None:
+        """Send (station, payload) pairs in order, keyed by station (each station's events keep
+        their order), and wait for the broker's acks (acks=all)."""
+        pending = [await self.events_topic.send(key=st.encode(), value=p.encode()) for st, p in messages]
         self.release()
         for fut in pending:
             await fut
@@ -176,7 +169,7 @@ class Owner:
             len(payloads),
             len(task.outbox),
         )
-        await self.publish(task.station_id, payloads)
+        await self.publish((task.station_id, p) for p in payloads)
         self.settle(task)
 
     async def on_outbox(self, cmd: OutboxCommand) -> None:

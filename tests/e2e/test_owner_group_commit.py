@@ -14,25 +14,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.e2e.escalation_support import DIRECTORY, alarm, hour_ago
-from tests.helpers import Collector, Worker, produce, worker_env
+from tests.helpers import Collector, Worker, _partitions, produce, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
-async def changelog(bootstrap: str, topic: str) -> list[tuple[int, str, dict | None]]:
-    """(partition, key, value) of every record of a table's changelog topic, in offset order."""
+async def changelog(bootstrap: str, topic: str) -> tuple[list[int], list[tuple[int, str, dict | None]]]:
+    """The partitions of a table's changelog topic, and (partition, key, value) of every record,
+    in offset order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     rows: list[tuple[int, str, dict | None]] = []
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(50):
-            if parts:
-                break
-            await asyncio.sleep(0.1)
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic, 5.0))]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -47,7 +41,7 @@ async def changelog(bootstrap: str, topic: str) -> list[tuple[int, str, dict | N
             left = [tp for tp in left if await consumer.position(tp) < ends[tp]]
     finally:
         await consumer.stop()
-    return rows
+    return [tp.partition for tp in tps], rows
 
 
 async def test_a_burst_of_dispatches_is_grouped_and_each_row_stays_in_its_partition(
@@ -81,13 +75,12 @@ async def test_a_burst_of_dispatches_is_grouped_and_each_row_stays_in_its_partit
     assert flushes < len(stations) / 2, f"{flushes} flushes for {len(stations)} dispatches: nothing grouped"
 
     app_id = env["AIRGRID_APP_ID"]
-    parts = sorted({p for p, _, _ in await changelog(kafka_bootstrap, f"{app_id}-tasks-changelog")})
+    parts, tasks = await changelog(kafka_bootstrap, f"{app_id}-tasks-changelog")
     partitioner = DefaultPartitioner()
 
     def home(station: str) -> int:
         return int(partitioner(station.encode(), parts, parts))
 
-    tasks = await changelog(kafka_bootstrap, f"{app_id}-tasks-changelog")
     last: dict[str, dict | None] = {}
     for partition, task_id, value in tasks:
         assert value is not None
@@ -96,6 +89,6 @@ async def test_a_burst_of_dispatches_is_grouped_and_each_row_stays_in_its_partit
         last[task_id] = value
     assert len(last) == len(stations)
     assert all(v is not None and v["outbox"] == [] for v in last.values())  # settled, in place
-    pointers = await changelog(kafka_bootstrap, f"{app_id}-station-open-task-changelog")
+    _, pointers = await changelog(kafka_bootstrap, f"{app_id}-station-open-task-changelog")
     assert {st for _, st, _ in pointers} == set(stations)
     assert all(partition == home(st) for partition, st, _ in pointers)
