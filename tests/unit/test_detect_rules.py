@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain import aqi
 from airgrid.domain.detection import engine
 from airgrid.domain.detection.compiled import RuleBook, RuleSet, compile_rules
+from airgrid.domain.detection.hour import HourView
 from airgrid.domain.detection.state import RING_HOURS, StationState
 from airgrid.domain.rules import load_rules, parse_rules
 from airgrid.models.alarms import AlarmEvent
@@ -87,6 +90,45 @@ def test_24h_average_slides_over_gaps_and_counts_only_valid_hours() -> None:
     values: list[float | None] = [100.0] * 10 + [None] * 4 + [100.0] * 10  # 20 valid in 24
     _, events, _ = run(hours(T0, values), rs)
     assert [(e.kind, e.window_start) for e in events] == [("opened", T0 + timedelta(hours=23))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "pm25": st.floats(0, 900, allow_nan=False),
+                "o3": st.floats(0, 900, allow_nan=False),
+            },
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    st.sets(st.integers(0, 79), max_size=10),
+    st.integers(0, 23),
+)
+@example([{"pm25": float(i)} for i in range(40)], {20}, 0)  # a missing hour inside a day
+def test_running_windows_equal_a_full_pass(slots: list[dict[str, float]], gaps: set[int], start: int) -> None:
+    """The per-station running sums of the 24 h and 8 h windows, slid hour by hour across gaps
+    and day boundaries, give the same averages as summing the window afresh."""
+    rs = rs_of(PM25_24H)
+    ring: dict[int, dict[str, float]] = {}
+    windows: dict[Any, Any] = {}
+    h0 = 490_000 + start
+    for i, vals in enumerate(slots):
+        if i in gaps:
+            continue  # no hour closed: the next one must not slide from a stale window
+        h = h0 + i
+        if vals:
+            ring[h] = vals
+        running = HourView(ring, h, rs, windows)
+        fresh = HourView(ring, h, rs)
+        for p, n in (("pm25", 24), ("o3", 8), ("pm25", 8)):
+            got, want = running.avg(p, n), fresh.avg(p, n)
+            assert (got is None) == (want is None), (h, p, n)
+            if got is not None and want is not None:
+                assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (h, p, n)
 
 
 def test_o3_8h_needs_6_valid_hours() -> None:

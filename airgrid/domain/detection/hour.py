@@ -42,14 +42,14 @@ _LEVEL_FLOOR = {c.level + 1: c.aqi_max for c in exact.categories()}
 class HourView:
     """Lazily computed, memoised aggregates around hour ``h`` (one per closed hour)."""
 
-    __slots__ = ("_aqi", "_avg", "_ind", "h", "ring", "rs", "vals", "windows")
+    __slots__ = ("_aqi", "_ind", "_unreachable", "h", "ring", "rs", "vals", "windows")
 
     def __init__(
         self,
         ring: dict[int, dict[str, float]],
         h: int,
         rs: RuleSet,
-        windows: dict[int, tuple[int, dict[str, float], dict[str, int]]] | None = None,
+        windows: dict[tuple[int, str], list[Any]] | None = None,
     ) -> None:
         self.ring = ring
         # the station's running window sums; a throw-away dict when there is no state to carry
@@ -57,47 +57,42 @@ class HourView:
         self.h = h
         self.rs = rs
         self.vals = ring.get(h, {})
-        self._avg: dict[int, tuple[dict[str, float], dict[str, int], int]] = {}
+        self._unreachable = 99  # lowest AQI level known to be out of reach this hour
         self._ind: tuple[Standard, dict[str, float]] | None = None
         self._aqi: AqiResult | epa.EpaResult | bool | None = False
 
     def avg(self, pollutant: str, hours: int) -> float | None:
-        """Sliding average of the ``hours`` hours ending with ``h``, or None if not valid."""
-        window = self._avg.get(hours)
-        if window is None:
-            window = self._avg[hours] = self._window(hours)
-        sums, counts, minimum = window
-        n = counts.get(pollutant, 0)
-        return sums[pollutant] / n if n >= minimum and n else None
-
-    def _window(self, hours: int) -> tuple[dict[str, float], dict[str, int], int]:
-        minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
+        """Sliding average of ``pollutant`` over the ``hours`` hours ending with ``h``, or None
+        if not valid (fewer valid hours than the period needs)."""
         h, ring = self.h, self.ring
-        prev = self.windows.get(hours)
-        if prev is not None and prev[0] == h - 1 and h % 24:  # slide by one hour
-            _, sums, counts = prev
-            leaving = ring.get(h - hours)
-            if leaving is not None:
-                for p, v in leaving.items():
-                    sums[p] -= v  # it entered the window earlier: the key exists
-                    counts[p] -= 1
-            for p, v in self.vals.items():
-                if p in counts:
-                    sums[p] += v
-                    counts[p] += 1
-                else:
-                    sums[p] = v
-                    counts[p] = 1
-        else:  # after a gap, a revision, or once a day (no float drift): one full pass
-            sums, counts = {}, {}
-            for k in range(h - hours + 1, h + 1):
-                slot = ring.get(k)
-                if slot is not None:
-                    for p, v in slot.items():
-                        sums[p] = sums.get(p, 0.0) + v
-                        counts[p] = counts.get(p, 0) + 1
-        self.windows[hours] = (h, sums, counts)
-        return sums, counts, minimum
+        key = (hours, pollutant)
+        w = self.windows.get(key)
+        if w is None or w[0] != h:
+            if w is not None and w[0] == h - 1 and h % 24:  # slide by one hour
+                leaving = ring.get(h - hours)
+                if leaving is not None:
+                    v = leaving.get(pollutant)
+                    if v is not None:  # it entered the window earlier
+                        w[1] -= v
+                        w[2] -= 1
+                v = self.vals.get(pollutant)
+                if v is not None:
+                    w[1] += v
+                    w[2] += 1
+                w[0] = h
+            else:  # after a gap, a revision, or once a day (no float drift): one full pass
+                total, n = 0.0, 0
+                for k in range(h - hours + 1, h + 1):
+                    slot = ring.get(k)
+                    if slot is not None:
+                        v = slot.get(pollutant)
+                        if v is not None:
+                            total += v
+                            n += 1
+                w = self.windows[key] = [h, total, n]
+        n = w[2]
+        minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
+        return w[1] / n if n >= minimum and n else None
 
     def baseline(self, pollutant: str, hours: int, minimum: int) -> float | None:
         """Mean of the ``hours`` hours before ``h`` (the station's own recent level)."""
@@ -125,12 +120,15 @@ class HourView:
     def may_reach(self, level: int) -> bool:
         """False only if the hour's AQI surely stays below category ``level`` (a cheap test
         before computing it: no indicator is near the concentration of that level)."""
-        if not self.vals:
+        if not self.vals or level >= self._unreachable:
             return False
         standard = standard_of(self.rs, self.h * HOUR)
         if standard is Standard.EPA_2024:
             return True
-        return fastaqi.may_exceed(self.indicators(standard), standard, _LEVEL_FLOOR[level])
+        if fastaqi.may_exceed(self.indicators(standard), standard, _LEVEL_FLOOR[level]):
+            return True
+        self._unreachable = level  # and every level above it
+        return False
 
     def aqi(self) -> AqiResult | epa.EpaResult | None:
         """Real-time AQI of the hour (fast path, exact result); None when there is no data."""

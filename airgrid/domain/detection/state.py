@@ -47,11 +47,10 @@ class StationState:
     # where the newest applied reading came from, [partition, offset] of the readings topic: a
     # reading at or before it is a replay (after a restart or a rebalance), not a late arrival
     source: list[int] | None = None
-    # Derived, never stored: sliding-window sums per window length, (hour, sums, counts), kept
-    # up to date hour by hour so a closed hour costs O(pollutants), not O(window x pollutants).
-    windows: dict[int, tuple[int, dict[str, float], dict[str, int]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    # Derived, never stored: sliding-window sums, (window hours, pollutant) -> [hour, sum, count],
+    # for the windows the rules ask for, kept up to date hour by hour so a closed hour costs
+    # O(1) per window, not O(window).
+    windows: dict[tuple[int, str], list[Any]] = field(default_factory=dict, compare=False, repr=False)
 
     def replays(self, partition: int, offset: int) -> bool:
         """Was the reading at ``partition``/``offset`` applied already (a replay)?"""
