@@ -56,6 +56,16 @@ async def _uncommitted(bootstrap: str, group: str, topic: str) -> int:
         await consumer.stop()
 
 
+def _behind(bootstrap: str, group: str, topic: str) -> int | None:
+    """``_uncommitted``, or None when the probe does not answer within 10 s (one probe hung for
+    12 minutes once; the next probe gets a fresh client)."""
+    try:
+        return asyncio.run(asyncio.wait_for(_uncommitted(bootstrap, group, topic), 10))
+    except TimeoutError:
+        _log("the commit probe timed out; trying again")
+        return None
+
+
 def _drain(
     k: Any,
     src: Path,
@@ -111,7 +121,7 @@ def _drain(
             if not leave_after and accepted >= n:
                 break
             # after a leave, done when the group has committed every reading
-            if leave and asyncio.run(_uncommitted(k.bootstrap, f"airgrid-{name}", topic)) == 0:
+            if leave and _behind(k.bootstrap, f"airgrid-{name}", topic) == 0:
                 break
             time.sleep(0.1 if not leave else 0.5)
         end = time.monotonic()

@@ -114,6 +114,25 @@ async def acknowledged(producer: Any) -> None:
         await producer.flush()
 
 
+def without_duplicates(acked: list[int], committing: int | None) -> int:
+    """Sort ``acked`` in place, without repeats nor offsets below ``committing``; return how many
+    entries went.
+
+    Faust keeps a partition's acked offsets in a list and commits up to the end of its first run of
+    consecutive numbers. After a rebalance its gap bookkeeping (offsets skipped between two fetched
+    messages count as done) can add a range of offsets that were already acked, so every offset
+    appears twice: ``[n, n, n+1, n+1, ...]`` splits into runs of one or two, and each commit then
+    advances the offset by one (seen: a minute and more to commit a drained backlog; a crash in
+    that window re-reads it). A repeated offset tells nothing new: dropping it leaves the same set
+    of done offsets, so at-least-once is unchanged."""
+    floor = -1 if committing is None else committing
+    kept = sorted({o for o in acked if o >= floor})
+    dropped = len(acked) - len(kept)
+    if dropped:
+        acked[:] = kept
+    return dropped
+
+
 class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """The aiokafka driver's consumer, waiting for the producer's writes in front of each commit,
     and never counting a message it skipped as done."""
@@ -131,6 +150,15 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             return False
         result: bool = super().ack(message)
         return result
+
+    def _new_offset(self, tp: Any) -> int | None:
+        new: int | None = super()._new_offset(tp)
+        acked = self._acked[tp]
+        if acked and (new is not None or len(acked) > 1):
+            dropped = without_duplicates(acked, new)
+            if dropped:
+                log.info("%s: %d repeated or committed offsets dropped from the acked list", tp, dropped)
+        return new
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         producer = self.app.producer

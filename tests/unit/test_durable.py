@@ -10,7 +10,7 @@ from faust.types.tuples import TP, FutureMessage, PendingMessage
 
 from airgrid.config.settings import load_settings
 from airgrid.streams.app import create_app
-from airgrid.streams.durable import TrackingProducer, acknowledged
+from airgrid.streams.durable import FlushingConsumer, TrackingProducer, acknowledged, without_duplicates
 
 
 def _message() -> FutureMessage:
@@ -128,3 +128,32 @@ async def test_records_fetched_during_the_recovery_seek_are_not_dropped(tmp_path
     app._fetcher = Fetcher()  # type: ignore[assignment]
     await app.tables.recovery.on_recovery_completed(app.consumer_generation_id)
     assert stream_queue.get_nowait() == "fetched while the seek was awaited"
+
+
+def test_offsets_acked_twice_after_a_rebalance_commit_in_one_go(tmp_path: Path) -> None:
+    """After a rebalance, Faust's gap bookkeeping can add offsets that were already acked: every
+    offset is then listed twice and Faust alone commits one more offset per commit interval (49
+    commits here). The worker's consumer drops the repeats and commits the run at once."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer = app.consumer
+    assert isinstance(consumer, FlushingConsumer)
+    tp = TP("readings", 1)
+    consumer._committed_offset[tp] = 1000
+    consumer._acked[tp] = list(range(1000, 1050))
+    consumer._acked_index[tp] = set(range(1000, 1050))
+    consumer._gap[tp].addi(1001, 1051)  # 1001..1050 skipped between two fetched messages
+    commits = []
+    while consumer._committed_offset[tp] < 1051 and len(commits) < 100:
+        new = consumer._new_offset(tp)
+        assert new is not None
+        commits.append(new)
+        consumer._committed_offset[tp] = new
+    assert commits == [1002, 1051]
+    assert consumer._acked[tp] == [] and consumer._new_offset(tp) is None
+
+
+def test_acked_offsets_lose_repeats_and_committed_ones_only() -> None:
+    acked = [7, 5, 5, 9, 6, 7, 12]
+    assert without_duplicates(acked, 6) == 3  # one 5 twice below 6, one 7 repeated
+    assert acked == [6, 7, 9, 12]  # the gap at 8 stays: nothing past it is committed
+    assert without_duplicates(acked, None) == 0 and acked == [6, 7, 9, 12]
