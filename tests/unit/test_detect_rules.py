@@ -131,6 +131,52 @@ def test_running_windows_equal_a_full_pass(slots: list[dict[str, float]], gaps: 
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (h, p, n)
 
 
+# one decimal each, exact sum 1,800.0: an exact 24 h mean of 75.0 (floats sum to 74.99999999999999...)
+EXACT_75 = [96.0, 68.7, 50.6, 60.6, 93.8, 101.1, 43.1, 83.0, 43.1, 90.3, 63.2, 101.7]
+EXACT_75 += [108.6, 75.4, 109.9, 61.7, 45.4, 82.0, 42.2, 53.8, 68.6, 82.7, 50.9, 123.6]
+
+
+def test_a_24h_mean_equal_to_the_limit_is_exact_no_exceedance_and_iaqi_100() -> None:
+    """GB 3095-2012: the 24 h PM2.5 limit is 75, an average equal to it is no exceedance, and its
+    IAQI (HJ 633-2012) is 100, not 101; binary floats sum these 24 values to just off 75."""
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    start = datetime(2016, 5, 1, tzinfo=UTC)
+    readings = hours(start, EXACT_75, pm10=1000.0, so2=5.0, no2=20.0, co=0.5, o3=50.0)
+    state, events, _ = run(readings, rs)
+    assert sum(EXACT_75) != 1800.0  # the float noise this test is about
+    assert [e for e in events if e.rule_id in ("pm25_24h_gb3095", "pm25_day_gb3095")] == []
+    h = engine.hour_number(readings[-1].observed_at.timestamp())
+    view = HourView(state.ring, h, rs)
+    assert view.avg("pm25", 24) == 75.0
+    result = view.aqi()
+    assert result is not None and result.iaqi["pm25_24h"] == 100
+
+
+@pytest.mark.parametrize(
+    ("values", "mean", "iaqi"),
+    [
+        ([68.54, 66.62, 64.76, 42.08], 60.5, 100),  # a tie: half to even gives 60, IAQI 100
+        ([65.07, 16.06, 21.2, 39.67], 35.5, 52),  # a tie: half to even gives 36, IAQI 52
+    ],
+)
+def test_an_hourly_mean_on_a_rounding_tie_rounds_half_to_even(
+    values: list[float], mean: float, iaqi: int
+) -> None:
+    """HJ 633-2026 rounds the hourly average half to even before the lookup: four 15-minute
+    readings whose exact mean is a tie must give the IAQI of the exact mean."""
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    start = datetime(2026, 5, 1, 2, tzinfo=UTC)
+    other = {"pm10": 100.0, "so2": 5.0, "no2": 20.0, "co": 0.5, "o3": 50.0}
+    readings = [
+        rd(start + timedelta(minutes=15 * (i + 1)), 900, pm25=v, **other) for i, v in enumerate(values)
+    ]
+    state, _, _ = run(readings, rs)
+    h = engine.hour_number(readings[-1].observed_at.timestamp())
+    assert state.ring[h]["pm25"] == mean
+    result = HourView(state.ring, h, rs).aqi()
+    assert result is not None and result.iaqi["pm25_1h"] == iaqi
+
+
 def test_o3_8h_needs_6_valid_hours() -> None:
     rule = {"id": "o3_8h", "pollutant": "o3", "period": "8h", "threshold": 160}
     rs = rs_of(rule)

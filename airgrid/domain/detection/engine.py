@@ -19,7 +19,7 @@ from typing import Literal
 
 from airgrid.domain.detection.compiled import CUTOVER_TS, Rule, RuleSet
 from airgrid.domain.detection.episodes import Emitter
-from airgrid.domain.detection.hour import HOUR, HourView, aqi_level, china_day, day_hours
+from airgrid.domain.detection.hour import DIGITS, HOUR, HourView, aqi_level, china_day, day_hours, settle
 from airgrid.domain.detection.state import RING_HOURS, Bucket, StationState
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Reading
@@ -190,7 +190,7 @@ def _close(out: Emitter, h: int, revision: bool = False) -> None:
     bucket = state.buckets[h]
     bucket.closed = True
     mc = rs.min_coverage_s
-    vals = {p: bucket.sums[p] / s for p, s in bucket.secs.items() if s >= mc}
+    vals = {p: round(bucket.sums[p] / s, DIGITS) for p, s in bucket.secs.items() if s >= mc}  # settle()
     ring = state.ring
     if vals:
         ring[h] = vals
@@ -275,7 +275,7 @@ def _maybe_day(out: Emitter, h: int) -> None:
                 n, total = n + 1, total + v
         if n < out.rules.min_day_hours:
             continue
-        avg = total / n
+        avg = settle(total / n)
         thr = rule.threshold(ds)
         out.step(rule, rule.id, avg > thr, avg <= rule.clear_below(ds), avg, thr)
     out.day = None

@@ -16,6 +16,20 @@ from airgrid.domain.detection import fastaqi
 from airgrid.domain.detection.compiled import CUTOVER_TS, RuleSet
 
 HOUR = 3600
+DIGITS = 9
+
+
+def settle(x: float) -> float:
+    """An average rid of binary-float noise: rounded to ``DIGITS`` decimals.
+
+    The standards compare averages with limits and round them half to even (HJ 633-2026) before
+    the lookup, so 74.99999999999999 for an exact 75.0 (or 60.49999999999999 for 60.5) would change
+    an alarm or an IAQI. The readings carry at most three decimals, so an exact average is a
+    fraction whose denominator is at most 10^3 x the seconds or hours averaged: it lies more than
+    1e-8 from every limit, breakpoint and rounding tie it is not equal to, while the noise of a sum
+    of a few hundred floats is below 1e-11. Rounding to 9 decimals therefore gives the exact value
+    wherever the comparison depends on it."""
+    return round(x, DIGITS)
 _ONE_HOUR = {p: f"{p}_1h" for p in exact.POLLUTANTS}
 
 
@@ -92,7 +106,7 @@ class HourView:
                 w = self.windows[key] = [h, total, n]
         n = w[2]
         minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
-        return w[1] / n if n >= minimum and n else None
+        return round(w[1] / n, DIGITS) if n >= minimum and n else None
 
     def baseline(self, pollutant: str, hours: int, minimum: int) -> float | None:
         """Mean of the ``hours`` hours before ``h`` (the station's own recent level)."""
@@ -155,7 +169,7 @@ def _mean(ring: dict[int, dict[str, float]], hours: range, pollutant: str, minim
             if v is not None:
                 total += v
                 n += 1
-    return total / n if n >= minimum and n else None
+    return round(total / n, DIGITS) if n >= minimum and n else None
 
 
 def _epa(view: HourView) -> epa.EpaResult | None:
