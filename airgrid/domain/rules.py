@@ -203,11 +203,36 @@ class RuleCatalogue(BaseModel):
                         raise ValueError(
                             f"rule {rule.id}: no {version} {column} limit for {rule.pollutant} in [limits]"
                         )
+        self._ranges_above_limits()
         for level, profile in self.profiles.items():
             unknown = sorted(set(profile.overrides) - set(ids))
             if unknown:
                 raise ValueError(f"profile {level}: override of unknown rule(s) {', '.join(unknown)}")
         return self
+
+    def _ranges_above_limits(self) -> None:
+        """An instrument ceiling at or below a limit would mark every exceedance impossible (and
+        keep it out of the averages): the alarm could never fire."""
+        highest: dict[str, tuple[float, str]] = {}
+        for rule in self.rules:
+            if isinstance(rule, _Threshold):
+                if rule.threshold is not None:
+                    values = [rule.threshold]
+                else:
+                    column = LIMIT_COLUMN[rule.period]
+                    values = [v[rule.pollutant][column] for v in self.limits.values() if rule.pollutant in v]
+                for value in values:
+                    if value > highest.get(rule.pollutant, (-1.0, ""))[0]:
+                        highest[rule.pollutant] = (value, rule.id)
+        for rule in self.rules:
+            if isinstance(rule, ImpossibleRule):
+                for pollutant, ceiling in rule.ranges.items():
+                    if pollutant in highest and ceiling <= highest[pollutant][0]:
+                        value, by = highest[pollutant]
+                        raise ValueError(
+                            f"rule {rule.id}: ranges.{pollutant} = {ceiling:g} is not above the {value:g} "
+                            f"of rule {by}: that alarm could never fire"
+                        )
 
     def limit(self, version: Gb3095, pollutant: str, period: str) -> float:
         return self.limits[version][pollutant][LIMIT_COLUMN[period]]  # type: ignore[index]
@@ -240,7 +265,7 @@ def parse_rules(raw: Mapping[str, object], where: str = "rules") -> RuleCatalogu
             name = rule.get("id", index) if isinstance(rule, dict) else index
             fields = [p for p in loc[2:] if p not in _KINDS]  # drop the union's tag
             text = f"rule {name}" + (": " + ".".join(fields) if fields else "")
-        raise RulesError(f"rules file {where}: {text}: {msg}") from None
+        raise RulesError(f"rules file {where}: {text + ': ' if text else ''}{msg}") from None
 
 
 _KINDS = {"exceedance", "sustained", "aqi_category", "sudden_rise", "silent", "flatline", "impossible"}

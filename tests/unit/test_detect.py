@@ -341,6 +341,11 @@ RULE_TOML = '[[rules]]\nid = "{id}"\npollutant = "pm25"\nthreshold = 75.0\nclear
         (RULE_TOML.format(id="a", below=1) + "clear_hours = 0\n", "rule a: clear_hours"),
         ("min_coverage_s = 4000\n" + RULE_TOML.format(id="a", below=1), "min_coverage_s"),
         ("version = '1'\n", "rules: Field required"),
+        (
+            RULE_TOML.format(id="a", below=1)
+            + '[[rules]]\nid = "bad"\nkind = "impossible"\nranges = { pm25 = 75 }\n',
+            "rule bad: ranges.pm25 = 75 is not above the 75 of rule a: that alarm could never fire",
+        ),
     ],
 )
 def test_load_rules_errors_name_the_field(tmp_path: Path, text: str, needle: str) -> None:

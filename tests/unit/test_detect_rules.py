@@ -16,7 +16,7 @@ from airgrid.config.settings import DATA_DIR
 from airgrid.domain import aqi
 from airgrid.domain.detection import engine
 from airgrid.domain.detection.compiled import RuleBook, RuleSet, compile_rules
-from airgrid.domain.detection.hour import HourView
+from airgrid.domain.detection.hour import HourView, daily_result, day_hours
 from airgrid.domain.detection.state import RING_HOURS, StationState
 from airgrid.domain.rules import load_rules, parse_rules
 from airgrid.models.alarms import AlarmEvent
@@ -175,6 +175,17 @@ def test_an_hourly_mean_on_a_rounding_tie_rounds_half_to_even(
     assert state.ring[h]["pm25"] == mean
     result = HourView(state.ring, h, rs).aqi()
     assert result is not None and result.iaqi["pm25_1h"] == iaqi
+
+
+def test_shipped_rules_alarm_on_co_above_its_1h_limit() -> None:
+    """CO above the GB 3095 1 h limit (10 mg/m3) is an exceedance for grid workers, not an
+    instrument fault: the shipped CO ceiling sits above every CO limit."""
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    _, events, _ = run(hours(T0, [12.0, 13.5], pollutant="co"), rs)
+    assert [(e.rule_id, e.kind, e.route, e.value) for e in events] == [
+        ("co_1h_gb3095", "opened", "grid", 12.0),
+        ("co_1h_gb3095", "updated", "grid", 13.5),
+    ]
 
 
 def test_o3_8h_needs_6_valid_hours() -> None:
@@ -518,3 +529,14 @@ def test_every_event_of_the_shipped_rules_is_a_valid_message() -> None:
         assert list(e.__dict__) == list(AlarmEvent.model_fields)
         assert e.model_dump_json() == checked.model_dump_json()
         assert e.model_fields_set == checked.model_fields_set
+
+
+def test_the_daily_o3_8h_maximum_takes_only_windows_inside_the_day() -> None:
+    """HJ 663: the O3 8 h daily maximum is over the windows ending at 08:00 ... 24:00; a high
+    evening the day before must not leak into the next day through windows that start in it."""
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    day = 20600  # a China calendar day in 2026
+    ring = {h: {"o3": 300.0} for h in day_hours(day - 1)}
+    ring |= {h: {"o3": 100.0} for h in day_hours(day)}
+    _, result = daily_result(ring, day, rs)
+    assert result is not None and result.iaqi == {"o3_8h": 50}  # 100 ug/m3 over 8 h: IAQI 50

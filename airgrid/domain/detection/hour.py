@@ -226,9 +226,11 @@ def daily_result(ring: dict[int, dict[str, float]], day: int, rs: RuleSet) -> tu
         v = _mean(ring, hours, p, rs.min_day_hours)
         if v is not None:
             concs[f"{p}_24h"] = v
-    eights = [_mean(ring, range(h - 7, h + 1), "o3", rs.min_o3_8h_hours) for h in hours]
+    # HJ 663: the O3 8 h daily maximum takes the 17 windows that end at 08:00 ... 24:00 of the
+    # day (none starts the day before) and needs 14 of them valid
+    eights = [_mean(ring, range(h - 7, h + 1), "o3", rs.min_o3_8h_hours) for h in hours[7:]]
     valid8 = [v for v in eights if v is not None]
-    if len(valid8) >= 14:  # HJ 633: the O3 8 h daily maximum needs 14 valid 8 h values
+    if len(valid8) >= 14:
         concs["o3_8h_daily_max"] = max(valid8)
     ones = [ring.get(h, {}).get("o3") for h in hours]
     ones_valid = [v for v in ones if v is not None]
