@@ -70,9 +70,6 @@ def parse_reading(
     if isinstance(result, Rejection):
         return result
     reading = result
-    negative = sorted(p for p, v in reading.values.items() if v < 0)
-    if negative:
-        return Rejection("negative", f"negative concentration for {', '.join(negative)}")
     if reading.observed_at > now + limits.max_future:
         return Rejection(
             "future",

@@ -441,6 +441,14 @@ def test_negative_values_are_impossible_in_the_pure_engine() -> None:
     assert [(e.pollutant, e.threshold) for e in events] == [("pm25", 0.0)]
 
 
+def test_negative_values_stay_out_of_averages_without_an_impossible_rule() -> None:
+    readings = [
+        rd(T0 + timedelta(minutes=30 * i), 1800, pm25=v, no2=20.0) for i, v in ((1, -40.0), (2, 50.0))
+    ]
+    state, _, _ = run(readings, rs_of(PM25_24H))
+    assert state.last_hourly == {"no2": 20.0}  # 30 minutes of valid PM2.5: no hourly value
+
+
 # --- late grace ----------------------------------------------------------------------------------
 
 PM25_1H = {"id": "pm25_1h", "pollutant": "pm25", "threshold": 75, "clear_below": 60}

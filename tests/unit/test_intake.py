@@ -132,9 +132,11 @@ def test_schema_version_must_be_the_integer_one(version: object) -> None:
     assert code_of(read(raw)) == "schema_version"
 
 
-def test_negative_concentrations_are_named() -> None:
+def test_negative_concentrations_reach_detection() -> None:
+    """A negative value is an instrument fault for the `impossible` rule (kept out of averages,
+    an operations alarm when it persists), not a reason to drop the reading's other values."""
     result = read(orjson.dumps(good_reading(values={"pm25": -1.0, "so2": -0.5, "no2": 3})))
-    assert result == Rejection("negative", "negative concentration for pm25, so2")
+    assert isinstance(result, Reading) and result.values == {"pm25": -1.0, "so2": -0.5, "no2": 3.0}
 
 
 def test_zero_is_a_valid_concentration() -> None:

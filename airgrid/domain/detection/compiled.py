@@ -84,6 +84,8 @@ class RuleSet:
     grace_s: float
     aqi_standard: AqiChoice
     version: str
+    # no `impossible` rule: the engine still keeps negative values out of the averages
+    screens_negative: bool = False
 
 
 def _thresholds(cat: RuleCatalogue, rule: ExceedanceRule | SustainedRule, scale: float) -> dict[str, Any]:
@@ -179,6 +181,7 @@ def compile_rules(
         grace_s=float(grace_s),
         aqi_standard=aqi_standard,
         version=cat.version,
+        screens_negative=any(r.kind == "impossible" for r in per_reading),
     )
     return rs
 

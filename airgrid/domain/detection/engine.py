@@ -118,6 +118,8 @@ def _add(bucket: Bucket, reading: Reading, usable: dict[str, float], ts: float) 
 def _per_reading(out: Emitter, reading: Reading, in_order: bool) -> dict[str, float]:
     """Data-quality rules on one reading; return the values fit for averages."""
     values: dict[str, float] = reading.valid_values()  # type: ignore[assignment]
+    if not out.rules.screens_negative and values and min(values.values()) < 0:
+        values = {p: v for p, v in values.items() if v >= 0}  # never in an average, rule or not
     if not out.rules.per_reading:
         return values
     state = out.state

@@ -30,6 +30,8 @@ def settle(x: float) -> float:
     of a few hundred floats is below 1e-11. Rounding to 9 decimals therefore gives the exact value
     wherever the comparison depends on it."""
     return round(x, DIGITS)
+
+
 _ONE_HOUR = {p: f"{p}_1h" for p in exact.POLLUTANTS}
 
 
