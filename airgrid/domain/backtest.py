@@ -48,6 +48,7 @@ CSV_INDICATORS = (
     "so2_24h",
     "no2_1h",
     "co_1h",
+    "co_8h",  # US EPA only
     "o3_1h",
     "o3_8h",
 )

@@ -210,6 +210,14 @@ def test_calendar_day_is_the_china_day_and_needs_20_hours() -> None:
     assert run(hours(T0, short), rs)[1] == []
 
 
+@pytest.mark.parametrize(("pollutant", "value"), [("so2", 160.0), ("no2", 90.0), ("co", 4.5)])
+def test_shipped_rules_cover_the_gb3095_24h_limits_of_so2_no2_and_co(pollutant: str, value: float) -> None:
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    _, events, _ = run(hours(T0, [value] * 24, pollutant=pollutant), rs)
+    day = [(e.rule_id, e.kind, e.value, e.window_start) for e in events if e.period == "day"]
+    assert day == [(f"{pollutant}_day_gb3095", "opened", value, T0)]
+
+
 def test_a_day_whose_last_hour_is_missing_is_evaluated_at_the_next_hour() -> None:
     rule = {"id": "pm25_day", "pollutant": "pm25", "period": "day", "limit": "gb3095"}
     values: list[float | None] = [80.0] * 23 + [None, 10.0]
