@@ -22,7 +22,7 @@ from airgrid.models.common import Pollutant, Severity
 WarningLevel = Literal["none", "blue", "yellow", "orange", "red"]
 WARNING_LEVELS: tuple[WarningLevel, ...] = ("none", "blue", "yellow", "orange", "red")
 Period = Literal["1h", "8h", "24h", "day"]
-Gb3095 = Literal["gb3095-2012", "gb3095-2026"]
+Gb3095 = Literal["gb3095-2012", "gb3095-2026", "gb3095-2026-final"]
 # Which column of the GB 3095 table a rule period reads: sliding 24 h and calendar day both use
 # the 24 h limit; O3 8 h uses the daily-maximum 8 h limit, applied to every sliding 8 h window.
 LIMIT_COLUMN: dict[str, str] = {"1h": "1h", "8h": "8h_daily_max", "24h": "24h", "day": "24h"}
@@ -184,7 +184,7 @@ class RuleCatalogue(BaseModel):
     min_coverage_s: int = Field(2700, ge=1, le=3600, description="valid hour: >= 45 min of data")
     min_day_hours: int = Field(20, ge=1, le=24, description="valid 24 h / day: >= 20 valid hours")
     min_o3_8h_hours: int = Field(6, ge=1, le=8, description="valid O3 8 h: >= 6 valid hours")
-    gb3095: Literal["auto", "gb3095-2012", "gb3095-2026"] = "auto"
+    gb3095: Literal["auto", "gb3095-2012", "gb3095-2026", "gb3095-2026-final"] = "auto"
     limits: dict[Gb3095, dict[Pollutant, dict[str, float]]] = Field(default_factory=dict)
     profiles: dict[WarningLevel, Profile] = Field(default_factory=dict)
     rules: tuple[AnyRule, ...] = Field(min_length=1)
@@ -198,7 +198,7 @@ class RuleCatalogue(BaseModel):
         for rule in self.rules:
             if isinstance(rule, _Threshold) and rule.limit == "gb3095":
                 column = LIMIT_COLUMN[rule.period]
-                for version in ("gb3095-2012", "gb3095-2026"):
+                for version in ("gb3095-2012", "gb3095-2026", "gb3095-2026-final"):
                     if column not in self.limits.get(version, {}).get(rule.pollutant, {}):
                         raise ValueError(
                             f"rule {rule.id}: no {version} {column} limit for {rule.pollutant} in [limits]"

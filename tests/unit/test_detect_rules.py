@@ -218,6 +218,22 @@ def test_shipped_rules_cover_the_gb3095_24h_limits_of_so2_no2_and_co(pollutant: 
     assert day == [(f"{pollutant}_day_gb3095", "opened", value, T0)]
 
 
+@pytest.mark.parametrize(
+    ("start", "limit"),
+    [
+        (datetime(2030, 12, 29, 16, tzinfo=UTC), 60.0),  # 2030-12-30, China: 2026 transitional
+        (datetime(2030, 12, 31, 16, tzinfo=UTC), 50.0),  # 2031-01-01, China: 2026 final
+    ],
+)
+def test_the_gb3095_2026_final_limits_apply_from_2031(start: datetime, limit: float) -> None:
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    _, events, _ = run(hours(start, [55.0] * 24), rs)
+    day = [(e.rule_id, e.threshold) for e in events if e.rule_id == "pm25_day_gb3095"]
+    assert day == ([("pm25_day_gb3095", limit)] if limit < 55.0 else [])
+    day_rule = next(r for r in rs.daily if r.id == "pm25_day_gb3095")
+    assert day_rule.threshold(start.timestamp()) == limit
+
+
 def test_a_day_whose_last_hour_is_missing_is_evaluated_at_the_next_hour() -> None:
     rule = {"id": "pm25_day", "pollutant": "pm25", "period": "day", "limit": "gb3095"}
     values: list[float | None] = [80.0] * 23 + [None, 10.0]
@@ -511,8 +527,8 @@ def test_profiles_tighten_rules_per_warning_level() -> None:
     book = RuleBook(load_rules(DATA_DIR / "rules.toml"))
     none, red = book.for_level("none"), book.for_level("red")
     by_id = {r.id: r for r in red.hourly}
-    assert {r.id: r for r in none.hourly}["pm25_1h_exceedance"].thr == (75.0, 75.0)
-    assert by_id["pm25_1h_exceedance"].thr == (52.5, 52.5)
+    assert {r.id: r for r in none.hourly}["pm25_1h_exceedance"].thr == (75.0, 75.0, 75.0)
+    assert by_id["pm25_1h_exceedance"].thr == (52.5, 52.5, 52.5)
     assert by_id["pm25_sustained"].hours == 3  # an override
     assert by_id["aqi_heavy"].min_level == 4  # one level stricter
     _, events, _ = run(hours(T0, [60.0]), red)

@@ -24,12 +24,21 @@ from airgrid.models.common import POLLUTANTS, Severity
 AqiChoice = Literal["auto", "hj633-2012", "hj633-2026", "epa-2024"]
 # GB 3095-2026 and HJ 633-2026 replace the 2012 versions on 2026-03-01, China time (UTC+8).
 CUTOVER_TS = datetime(2026, 2, 28, 16, tzinfo=UTC).timestamp()
+# GB 3095-2026's final limits replace its transitional ones on 2031-01-01, China time.
+FINAL_TS = datetime(2030, 12, 31, 16, tzinfo=UTC).timestamp()
+GB3095_VERSIONS = ("gb3095-2012", "gb3095-2026", "gb3095-2026-final")
+
+
+def gb3095_index(hour_ts: float) -> int:
+    """Index into ``Rule.thr``/``Rule.clr`` of the GB 3095 limits in force at ``hour_ts``."""
+    return 0 if hour_ts < CUTOVER_TS else 1 if hour_ts < FINAL_TS else 2
 
 
 @dataclass(slots=True, eq=False)
 class Rule:
-    """One rule with every threshold resolved; ``thr[0]``/``clr[0]`` apply before the 2026
-    cutover, ``thr[1]``/``clr[1]`` from it (equal unless the rule uses the GB 3095 limit)."""
+    """One rule with every threshold resolved, one per GB 3095 version (``gb3095_index``): 2012
+    before 2026-03-01, 2026 transitional, 2026 final from 2031-01-01 (equal unless the rule uses
+    the GB 3095 limit)."""
 
     id: str
     kind: str
@@ -39,8 +48,8 @@ class Rule:
     description: str = ""
     period: str = "1h"
     pollutant: str = ""  # "" for rules over several pollutants (AQI, silence, data quality)
-    thr: tuple[float, float] = (0.0, 0.0)
-    clr: tuple[float, float] = (0.0, 0.0)
+    thr: tuple[float, ...] = (0.0, 0.0, 0.0)
+    clr: tuple[float, ...] = (0.0, 0.0, 0.0)
     hours: int = 0
     min_level: int = 0
     factor: float = 0.0
@@ -63,10 +72,10 @@ class Rule:
         self.keys = {p: f"{self.id}:{p}" for p in POLLUTANTS}
 
     def threshold(self, hour_ts: float) -> float:
-        return self.thr[1] if hour_ts >= CUTOVER_TS else self.thr[0]
+        return self.thr[gb3095_index(hour_ts)]
 
     def clear_below(self, hour_ts: float) -> float:
-        return self.clr[1] if hour_ts >= CUTOVER_TS else self.clr[0]
+        return self.clr[gb3095_index(hour_ts)]
 
 
 @dataclass(frozen=True)
@@ -90,13 +99,13 @@ class RuleSet:
 
 def _thresholds(cat: RuleCatalogue, rule: ExceedanceRule | SustainedRule, scale: float) -> dict[str, Any]:
     if rule.limit == "gb3095":
-        versions = ("gb3095-2012", "gb3095-2026")
+        versions: tuple[str, ...] = GB3095_VERSIONS
         if cat.gb3095 != "auto":
-            versions = (cat.gb3095, cat.gb3095)
+            versions = (cat.gb3095,) * len(GB3095_VERSIONS)
         thr = tuple(cat.limit(v, rule.pollutant, rule.period) * scale for v in versions)  # type: ignore[arg-type]
     else:
         assert rule.threshold is not None
-        thr = (rule.threshold * scale, rule.threshold * scale)
+        thr = (rule.threshold * scale,) * len(GB3095_VERSIONS)
     if rule.clear_below is not None:
         clr = tuple(min(rule.clear_below * scale, t) for t in thr)
     else:

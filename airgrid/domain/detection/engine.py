@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from airgrid.domain.detection.compiled import CUTOVER_TS, Rule, RuleSet
+from airgrid.domain.detection.compiled import Rule, RuleSet, gb3095_index
 from airgrid.domain.detection.episodes import Emitter
 from airgrid.domain.detection.hour import DIGITS, HOUR, HourView, aqi_level, china_day, day_hours, settle
 from airgrid.domain.detection.state import RING_HOURS, Bucket, StationState
@@ -208,7 +208,7 @@ def _close(out: Emitter, h: int, revision: bool = False) -> None:
     view = HourView(ring, h, rs, state.windows)
     out.view = view
     out.window = (h * HOUR, (h + 1) * HOUR)
-    idx = 1 if h * HOUR >= CUTOVER_TS else 0  # GB 3095 version of this hour
+    idx = gb3095_index(h * HOUR)  # GB 3095 version of this hour
     episodes = state.episodes
     # Each branch first rules out, cheaply, the common case: condition false and no episode open.
     for rule in rs.hourly:
