@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from airgrid.agents.warnings import warning_level
+from airgrid.agents.warnings import station_level
 from airgrid.domain.detection import engine
 from airgrid.domain.detection.compiled import RuleBook, RuleSet
 from airgrid.domain.detection.state import StationState
@@ -62,8 +62,8 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     book = RuleBook(rt.rules, grace_s=s.late_grace_seconds, aqi_standard=s.aqi_standard)
     rt.tables["rulebook"] = book
 
-    def rules_now(now: datetime) -> RuleSet:
-        return book.for_level(warning_level(rt, directory.city, now))
+    def rules_now(now: datetime, station: str) -> RuleSet:
+        return book.for_level(station_level(rt, station, now))
 
     async def to_dlq(event: Any, code: str, reason: str, now: datetime) -> None:
         msg = event.message
@@ -110,7 +110,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
             m.readings.labels("replayed").inc()
             return
         newest = state.last_obs
-        state, events, outcome = engine.evaluate(state, result, rules_now(now), now.timestamp())
+        state, events, outcome = engine.evaluate(state, result, rules_now(now, station), now.timestamp())
         if outcome == "late":
             await to_dlq(event, "too_late", _too_late(result, newest, s.late_grace_seconds), now)
         await publish(station, events, now)
@@ -129,7 +129,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         if current is None:
             return
         state = StationState.from_json(current)
-        events = engine.check_silence(state, cmd.station_id, rules_now(now), now.timestamp())
+        events = engine.check_silence(state, cmd.station_id, rules_now(now, cmd.station_id), now.timestamp())
         if events:
             await publish(cmd.station_id, events, now)
             stations[cmd.station_id] = state.to_json()
@@ -160,10 +160,9 @@ def register(app: AirgridApp, rt: Runtime) -> None:
 async def sweep_silence(rt: Runtime, stations: Any, commands: Any, rules_now: Any) -> int:
     """Send ``check_silence`` for every locally owned station that looks silent; return how many."""
     now = rt.clock()
-    rs = rules_now(now)
     sent = 0
     for station, raw in list(stations.items()):
-        if silence_due(raw, rs, now.timestamp()):
+        if silence_due(raw, rules_now(now, station), now.timestamp()):
             cmd = StationCommand(station_id=station, at=now)
             await commands.send(key=station.encode(), value=encode(cmd))
             sent += 1

@@ -200,8 +200,8 @@ class Owner:
                 log.warning("task %s: pointer of station %s restored", task_id, alarm.station_id)
             await self.drain(task_id)
             return
-        # the city's warning in force (hook), else the one the alarm's rules were chosen under
-        warning = self.rt.warning_level(self.rt.directory.city)
+        # the warning in force over the station (hook), else the one its alarm's rules ran under
+        warning = self.rt.warning_level(alarm.station_id)
         if warning == "none":
             warning = str(getattr(alarm, "warning_level", "none") or "none")
         policy = self.rt.policies.choose(alarm.severity, lineage.key_grid, warning)

@@ -3,10 +3,12 @@
 The ``warnings`` topic is tiny and every station partition needs it, so each worker reads all its
 partitions from the beginning with a group-less consumer (a broadcast, not a consumer group that
 would give each worker only some cities). The board is ``rt.tables["warnings"]``; the level in
-force for a city is ``warning_level(rt, city)``. Ingest picks the rule profile of that level for
-every reading, so a new warning switches rules without a restart; the task owner can pass the same
-level to the escalation policy (``PolicyBook.choose(..., warning=...)``). Alarm events carry the
-level their rules ran under (``AlarmEvent.warning_level``).
+force for a city is ``warning_level(rt, city)``, and over a station ``station_level(rt, station)``:
+the strictest of its city's, its level-1 grid's and its level-2 grid's (a warning keyed by a grid
+id covers a district or a street). Ingest picks the rule profile of that level for every
+reading, so a new warning switches rules without a restart; the task owner passes the same level
+to the escalation policy (``PolicyBook.choose(..., warning=...)``). Alarm events carry the level
+their rules ran under (``AlarmEvent.warning_level``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ def board_of(rt: Runtime) -> WarningBoard:
 def warning_level(rt: Runtime, city: str, now: datetime | None = None) -> WarningLevel:
     """The heavy-pollution warning level in force for ``city`` (``"none"`` if none)."""
     return board_of(rt).level(city, now or rt.clock())
+
+
+def areas_of(rt: Runtime, station_id: str) -> tuple[str, ...]:
+    """Where a station's warning may come from: its city, its level-1 and its level-2 grid."""
+    lineage = rt.directory.lineage(station_id)
+    city = rt.directory.city
+    return (city,) if lineage is None else (city, lineage.l1, lineage.l2)
+
+
+def station_level(rt: Runtime, station_id: str, now: datetime | None = None) -> WarningLevel:
+    """The strictest warning level in force over a station (city, district or street)."""
+    return board_of(rt).strictest(areas_of(rt, station_id), now or rt.clock())
 
 
 def apply_raw(board: WarningBoard, raw: bytes | None) -> PollutionWarning | None:
@@ -75,7 +89,7 @@ async def follow(rt: Runtime, board: WarningBoard) -> None:
 
 def register(app: AirgridApp, rt: Runtime) -> None:
     board = board_of(rt)
-    rt.warning_level = lambda city: board.level(city, rt.clock())  # the hook the task owner calls
+    rt.warning_level = lambda station: station_level(rt, station)  # the hook the task owner calls
 
     @app.task  # type: ignore[misc]
     async def warnings_reader() -> None:

@@ -16,7 +16,10 @@ class PollutionWarning(Message):
 
     schema_version: Literal[1] = 1
     city: str = Field(
-        min_length=1, max_length=200, description="city or region (the directory's city), also the key"
+        min_length=1,
+        max_length=200,
+        description="the directory's city, or a region: a level-1 or level-2 grid id (a district or a "
+        "street); a station is under the strictest level of its city and its regions; also the key",
     )
     level: WarningLevel = Field(description="none lifts a warning")
     issued_at: Timestamp = Field(description="a message older than the one in force is ignored")

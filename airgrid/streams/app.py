@@ -51,8 +51,8 @@ class Runtime:
     metrics: Metrics
     names: TopicNames
     clock: Clock = utc_now
-    # the heavy-pollution warning level in force for a city (none/blue/yellow/orange/red);
-    # chooses the escalation policy at dispatch
+    # the heavy-pollution warning level in force over a station (none/blue/yellow/orange/red), the
+    # strictest of its city's and its regions'; chooses the escalation policy at dispatch
     warning_level: Callable[[str], str] = no_warning
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)

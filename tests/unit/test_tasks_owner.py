@@ -202,11 +202,11 @@ async def test_the_workers_grid_comes_from_the_directory_not_the_message(owner: 
 
 async def test_dispatch_uses_the_warning_hook_and_co_notifies_neighbours(owner: Owner) -> None:
     seen: list[str] = []
-    owner.rt.warning_level = lambda city: seen.append(city) or "orange"  # type: ignore[func-returns-value]
+    owner.rt.warning_level = lambda station: seen.append(station) or "orange"  # type: ignore[func-returns-value]
     await owner.on_alarm(alarm("ST002"), T0)
     (ev,) = events(owner)
     task = Task.model_validate(owner.tasks[ev["task_id"]])
-    assert seen == [owner.rt.directory.city] and task.warning == "orange"
+    assert seen == ["ST002"] and task.warning == "orange"  # the level over the alarm's station
     assert ev["co_notified"] == []  # the radius setting is 0 by default: off
 
 

@@ -1,10 +1,15 @@
-"""The heavy-pollution warning level in force per city: a small map, newest issue wins."""
+"""The heavy-pollution warning level in force per city or region: a small map, newest issue wins.
+
+A region is a grid of the directory (a level-1 district or a level-2 street): a station is under
+its city's warning and those of its level-1 and level-2 grids, and the strictest one applies."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from airgrid.models.warnings import PollutionWarning, WarningLevel
+
+ORDER: dict[str, int] = {"none": 0, "blue": 1, "yellow": 2, "orange": 3, "red": 4}
 
 
 class WarningBoard:
@@ -28,6 +33,16 @@ class WarningBoard:
         if warning is None or (warning.valid_until is not None and now >= warning.valid_until):
             return "none"
         return warning.level
+
+    def strictest(self, areas: tuple[str, ...], now: datetime) -> WarningLevel:
+        """The strictest level in force for any of ``areas`` (a city and the regions within it)."""
+        best: WarningLevel = "none"
+        if self._by_city:  # the common case, no warning at all, costs nothing
+            for area in areas:
+                level = self.level(area, now)
+                if ORDER[level] > ORDER[best]:
+                    best = level
+        return best
 
     def snapshot(self, now: datetime) -> dict[str, WarningLevel]:
         return {city: self.level(city, now) for city in self._by_city}
