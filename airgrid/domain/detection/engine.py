@@ -19,7 +19,7 @@ from typing import Literal
 
 from airgrid.domain.detection.compiled import Rule, RuleSet, gb3095_index
 from airgrid.domain.detection.episodes import Emitter
-from airgrid.domain.detection.hour import DIGITS, HOUR, HourView, aqi_level, china_day, day_hours, settle
+from airgrid.domain.detection.hour import GRID, HOUR, HourView, aqi_level, china_day, day_hours, settle
 from airgrid.domain.detection.state import RING_HOURS, Bucket, StationState
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Reading
@@ -192,7 +192,7 @@ def _close(out: Emitter, h: int, revision: bool = False) -> None:
     bucket = state.buckets[h]
     bucket.closed = True
     mc = rs.min_coverage_s
-    vals = {p: round(bucket.sums[p] / s, DIGITS) for p, s in bucket.secs.items() if s >= mc}  # settle()
+    vals = {p: round(bucket.sums[p] / s * GRID) / GRID for p, s in bucket.secs.items() if s >= mc}  # settle()
     ring = state.ring
     if vals:
         ring[h] = vals

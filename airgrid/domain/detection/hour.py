@@ -16,20 +16,21 @@ from airgrid.domain.detection import fastaqi
 from airgrid.domain.detection.compiled import CUTOVER_TS, RuleSet
 
 HOUR = 3600
-DIGITS = 9
+GRID = 1e9  # averages settle to multiples of 1e-9
 
 
 def settle(x: float) -> float:
-    """An average rid of binary-float noise: rounded to ``DIGITS`` decimals.
+    """An average rid of binary-float noise: the nearest multiple of 1e-9.
 
     The standards compare averages with limits and round them half to even (HJ 633-2026) before
     the lookup, so 74.99999999999999 for an exact 75.0 (or 60.49999999999999 for 60.5) would change
     an alarm or an IAQI. The readings carry at most three decimals, so an exact average is a
     fraction whose denominator is at most 10^3 x the seconds or hours averaged: it lies more than
     1e-8 from every limit, breakpoint and rounding tie it is not equal to, while the noise of a sum
-    of a few hundred floats is below 1e-11. Rounding to 9 decimals therefore gives the exact value
-    wherever the comparison depends on it."""
-    return round(x, DIGITS)
+    of a few hundred floats is below 1e-11. Settling to 1e-9 therefore gives the exact value
+    wherever the comparison depends on it. (``round(x * 1e9) / 1e9``: exact below 9e6, four times
+    cheaper than ``round(x, 9)``.)"""
+    return round(x * GRID) / GRID
 
 
 _ONE_HOUR = {p: f"{p}_1h" for p in exact.POLLUTANTS}
@@ -108,7 +109,7 @@ class HourView:
                 w = self.windows[key] = [h, total, n]
         n = w[2]
         minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
-        return round(w[1] / n, DIGITS) if n >= minimum and n else None
+        return round(w[1] / n * GRID) / GRID if n >= minimum and n else None  # settle()
 
     def baseline(self, pollutant: str, hours: int, minimum: int) -> float | None:
         """Mean of the ``hours`` hours before ``h`` (the station's own recent level)."""
@@ -171,7 +172,7 @@ def _mean(ring: dict[int, dict[str, float]], hours: range, pollutant: str, minim
             if v is not None:
                 total += v
                 n += 1
-    return round(total / n, DIGITS) if n >= minimum and n else None
+    return settle(total / n) if n >= minimum and n else None
 
 
 def _epa(view: HourView) -> epa.EpaResult | None:
