@@ -152,13 +152,46 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         return result
 
     def _new_offset(self, tp: Any) -> int | None:
-        new: int | None = super()._new_offset(tp)
+        # Faust takes the batch it returns out of the acked list at once; remember it, so a commit
+        # that does not happen can give it back (see _commit_offsets)
         acked = self._acked[tp]
+        low = None
+        if acked:
+            low = min(acked)
+            gap = self._gap[tp]
+            if gap:  # gap offsets below the lowest ack join the batch too
+                low = min([low, *(iv.begin for iv in gap.overlap(0, max(acked)))])
+        new: int | None = super()._new_offset(tp)
+        if new is not None and low is not None:
+            self._taken[tp] = (low, new)
         if acked and (new is not None or len(acked) > 1):
             dropped = without_duplicates(acked, new)
             if dropped:
                 log.info("%s: %d repeated or committed offsets dropped from the acked list", tp, dropped)
         return new
+
+    @property
+    def _taken(self) -> dict[Any, tuple[int, int]]:
+        """Per partition, the offsets ``[low, new)`` the last ``_new_offset`` took as a batch."""
+        taken: dict[Any, tuple[int, int]] | None = self.__dict__.get("_airgrid_taken")
+        if taken is None:
+            taken = self.__dict__["_airgrid_taken"] = {}
+        return taken
+
+    def _give_back(self, offsets: Mapping[Any, int]) -> None:
+        """A commit that did not happen: put its batches back in the acked lists, so the next
+        commit covers them. Without this Faust's ``_new_offset`` finds the list starting above
+        the committed offset and returns None from then on: no commit of the partition until the
+        next rebalance, and a crash replays everything read since."""
+        for tp in offsets:
+            batch = self._taken.pop(tp, None)
+            if batch is None or tp not in self._acked:  # revoked meanwhile: nothing to give back
+                continue
+            low, new = batch
+            acked = self._acked[tp]
+            acked.extend(range(low, new))
+            without_duplicates(acked, None)
+            self._acked_index[tp].update(range(low, new))
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         producer = self.app.producer
@@ -168,6 +201,7 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             # while the broker is away or a rebalance has suspended the flow the writes may not
             # complete; a commit that is not made now is made later (the events replay, none lost)
             log.warning("writes unacknowledged after %.0f s: offset commit postponed", FLUSH_TIMEOUT_S)
+            self._give_back(offsets)
             return False
         if producer.failed:
             # a state or output write was refused for good: committing would make it permanent;
@@ -176,8 +210,14 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                 "%d producer writes failed; offsets stay uncommitted until the worker restarts",
                 producer.failed,
             )
+            self._give_back(offsets)
             return False
         result: bool = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        if result:
+            for tp in offsets:
+                self._taken.pop(tp, None)
+        else:
+            self._give_back(offsets)
         return result
 
 

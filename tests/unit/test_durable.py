@@ -157,3 +157,38 @@ def test_acked_offsets_lose_repeats_and_committed_ones_only() -> None:
     assert without_duplicates(acked, 6) == 3  # one 5 twice below 6, one 7 repeated
     assert acked == [6, 7, 9, 12]  # the gap at 8 stays: nothing past it is committed
     assert without_duplicates(acked, None) == 0 and acked == [6, 7, 9, 12]
+
+
+async def test_a_postponed_commit_gives_its_batch_back_and_the_next_commit_covers_it(tmp_path: Path) -> None:
+    """Faust takes a batch out of the acked list before the commit; when the commit is postponed
+    (writes not acknowledged in time) the batch must go back, or Faust finds the list starting
+    above the committed offset and never commits the partition again until a rebalance."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer, producer = app.consumer, app.producer
+    tp = TP("readings", 1)
+    consumer.assignment = lambda: {tp}
+    committed: list[dict[Any, int]] = []
+
+    async def commit(offsets: dict[Any, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    drained = [False]
+
+    async def drain(within: float | None = None) -> bool:
+        return drained[0]
+
+    consumer._commit = commit
+    producer.drain = drain
+    consumer._committed_offset[tp] = 1000
+    for offset in range(1000, 1100):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    assert not await consumer._commit_tps([tp], True)  # the broker is slow: postponed
+    assert committed == [] and consumer._acked[tp] == list(range(1000, 1100))
+    drained[0] = True
+    for offset in range(1100, 1200):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    assert await consumer._commit_tps([tp], True)
+    assert committed == [{tp: 1200}] and consumer._committed_offset[tp] == 1200
