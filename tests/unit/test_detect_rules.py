@@ -465,6 +465,15 @@ def test_negative_values_are_impossible_in_the_pure_engine() -> None:
     assert [(e.pollutant, e.threshold) for e in events] == [("pm25", 0.0)]
 
 
+def test_a_negative_pm10_does_not_condemn_a_valid_pm25() -> None:
+    """PM2.5 > PM10 says one of the two is wrong, but a negative PM10 is known to be the wrong one:
+    PM2.5 keeps counting and only PM10 is reported."""
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    state, events, _ = run(hours(T0, [20.0] * 4, pm10=-2.0), rs)
+    assert {(e.rule_id, e.pollutant) for e in events} == {("impossible", "pm10")}  # opened, updated
+    assert state.last_hourly == {"pm25": 20.0}
+
+
 def test_negative_values_stay_out_of_averages_without_an_impossible_rule() -> None:
     readings = [
         rd(T0 + timedelta(minutes=30 * i), 1800, pm25=v, no2=20.0) for i, v in ((1, -40.0), (2, 50.0))

@@ -179,7 +179,7 @@ def _impossible(rule: Rule, values: dict[str, float]) -> dict[str, float]:
         elif p in ranges and v >= ranges[p]:
             bad[p] = ranges[p]
     pm25, pm10 = values.get("pm25"), values.get("pm10")
-    if pm25 is not None and pm10 is not None and "pm25" not in bad:
+    if pm25 is not None and pm10 is not None and "pm25" not in bad and "pm10" not in bad:
         bound = pm10 * rule.ratio + rule.abs_tol
         if pm25 > bound:
             bad["pm25"] = bound
