@@ -198,7 +198,7 @@ class RuleCatalogue(BaseModel):
         for rule in self.rules:
             if isinstance(rule, _Threshold) and rule.limit == "gb3095":
                 column = LIMIT_COLUMN[rule.period]
-                for version in ("gb3095-2012", "gb3095-2026", "gb3095-2026-final"):
+                for version in self.gb3095_versions():
                     if column not in self.limits.get(version, {}).get(rule.pollutant, {}):
                         raise ValueError(
                             f"rule {rule.id}: no {version} {column} limit for {rule.pollutant} in [limits]"
@@ -210,6 +210,12 @@ class RuleCatalogue(BaseModel):
                 raise ValueError(f"profile {level}: override of unknown rule(s) {', '.join(unknown)}")
         return self
 
+    def gb3095_versions(self) -> tuple[Gb3095, ...]:
+        """The GB 3095 versions the catalogue uses: all three by date, or the one it pins."""
+        if self.gb3095 == "auto":
+            return ("gb3095-2012", "gb3095-2026", "gb3095-2026-final")
+        return (self.gb3095,)
+
     def _ranges_above_limits(self) -> None:
         """An instrument ceiling at or below a limit would mark every exceedance impossible (and
         keep it out of the averages): the alarm could never fire."""
@@ -219,8 +225,7 @@ class RuleCatalogue(BaseModel):
                 if rule.threshold is not None:
                     values = [rule.threshold]
                 else:
-                    column = LIMIT_COLUMN[rule.period]
-                    values = [v[rule.pollutant][column] for v in self.limits.values() if rule.pollutant in v]
+                    values = [self.limit(v, rule.pollutant, rule.period) for v in self.gb3095_versions()]
                 for value in values:
                     if value > highest.get(rule.pollutant, (-1.0, ""))[0]:
                         highest[rule.pollutant] = (value, rule.id)

@@ -359,3 +359,14 @@ def test_load_rules_errors_name_the_field(tmp_path: Path, text: str, needle: str
 def test_load_rules_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match=r"nothing\.toml"):
         load_rules(tmp_path / "nothing.toml")
+
+
+def test_a_pinned_gb3095_version_needs_only_its_own_limits(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    rule = '[[rules]]\nid = "pm25_day"\npollutant = "pm25"\nperiod = "day"\nlimit = "gb3095"\n'
+    limits = '[limits."gb3095-2012"]\npm25 = { "24h" = 75 }\n'
+    path.write_text('gb3095 = "gb3095-2012"\n' + limits + rule, encoding="utf-8")
+    assert load_rules(path).gb3095_versions() == ("gb3095-2012",)
+    path.write_text(limits + rule, encoding="utf-8")  # by date: all three versions are needed
+    with pytest.raises(RulesError, match="no gb3095-2026 24h limit for pm25"):
+        load_rules(path)

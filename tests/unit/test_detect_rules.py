@@ -234,6 +234,25 @@ def test_the_gb3095_2026_final_limits_apply_from_2031(start: datetime, limit: fl
     assert day_rule.threshold(start.timestamp()) == limit
 
 
+def test_a_day_event_carries_the_daily_aqi_not_the_last_hour_s() -> None:
+    """23 hours at 70 then one at 300 (2026-06-01, China): the calendar-day mean 79.6 is above the
+    GB 3095-2026 limit of 60; its event must carry the day's AQI (HJ 633-2026, PM2.5 24 h 80:
+    IAQI 119), not the real-time AQI of the last hour (300: IAQI 350)."""
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    start = datetime(2026, 5, 31, 16, tzinfo=UTC)
+    _, events, _ = run(hours(start, [70.0] * 23 + [300.0]), rs)
+    (day,) = [e for e in events if e.rule_id == "pm25_day_gb3095"]
+    assert (day.value, day.threshold, day.window_start, day.window_end) == (
+        79.583,
+        60.0,
+        start,
+        start + timedelta(days=1),
+    )
+    assert (day.aqi, day.aqi_standard, day.iaqi) == (119, "hj633-2026", {"pm25_24h": 119})
+    hourly = next(e for e in events if e.rule_id == "pm25_1h_severe")
+    assert hourly.aqi == 350  # the hour's own event keeps the real-time AQI
+
+
 def test_a_day_whose_last_hour_is_missing_is_evaluated_at_the_next_hour() -> None:
     rule = {"id": "pm25_day", "pollutant": "pm25", "period": "day", "limit": "gb3095"}
     values: list[float | None] = [80.0] * 23 + [None, 10.0]

@@ -251,9 +251,9 @@ def _close(out: Emitter, h: int, revision: bool = False) -> None:
                 continue
             thr = max(base * rule.factor, base + rule.min_rise)
             out.step(rule, rule.id, v >= thr, v < base * rule.clear_factor, v, thr, revision=revision)
+    out.view = None  # a day's events carry the daily AQI, not the hour's
     if not revision and rs.daily:
         _maybe_day(out, h)
-    out.view = None
 
 
 def _maybe_day(out: Emitter, h: int) -> None:
