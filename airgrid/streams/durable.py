@@ -137,6 +137,11 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """The aiokafka driver's consumer, waiting for the producer's writes in front of each commit,
     and never counting a message it skipped as done."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # per partition, the offsets ``[low, new)`` the last ``_new_offset`` took as a batch
+        self._taken: dict[Any, tuple[int, int]] = {}
+
     def ack(self, message: Any) -> bool:
         # While a rebalance suspends the flow, a stream skips the messages it receives (flow
         # inactive, or fetched under the previous generation) and acks them as if processed; the
@@ -169,14 +174,6 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             if dropped:
                 log.info("%s: %d repeated or committed offsets dropped from the acked list", tp, dropped)
         return new
-
-    @property
-    def _taken(self) -> dict[Any, tuple[int, int]]:
-        """Per partition, the offsets ``[low, new)`` the last ``_new_offset`` took as a batch."""
-        taken: dict[Any, tuple[int, int]] | None = self.__dict__.get("_airgrid_taken")
-        if taken is None:
-            taken = self.__dict__["_airgrid_taken"] = {}
-        return taken
 
     def _give_back(self, offsets: Mapping[Any, int]) -> None:
         """A commit that did not happen: put its batches back in the acked lists, so the next

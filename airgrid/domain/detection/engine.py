@@ -19,7 +19,7 @@ from typing import Literal
 
 from airgrid.domain.detection.compiled import Rule, RuleSet, gb3095_index
 from airgrid.domain.detection.episodes import Emitter
-from airgrid.domain.detection.hour import GRID, HOUR, HourView, aqi_level, china_day, day_hours, settle
+from airgrid.domain.detection.hour import GRID, HOUR, HourView, aqi_level, china_day, day_hours, mean
 from airgrid.domain.detection.state import RING_HOURS, Bucket, StationState
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Reading
@@ -270,14 +270,9 @@ def _maybe_day(out: Emitter, h: int) -> None:
     out.day = target
     ds = float(hours[0] * HOUR)
     for rule in out.rules.daily:
-        n, total = 0, 0.0
-        for hh in hours:
-            v = state.ring.get(hh, {}).get(rule.pollutant)
-            if v is not None:
-                n, total = n + 1, total + v
-        if n < out.rules.min_day_hours:
+        avg = mean(state.ring, hours, rule.pollutant, out.rules.min_day_hours)
+        if avg is None:
             continue
-        avg = settle(total / n)
         thr = rule.threshold(ds)
         out.step(rule, rule.id, avg > thr, avg <= rule.clear_below(ds), avg, thr)
     out.day = None

@@ -98,14 +98,7 @@ class HourView:
                     w[2] += 1
                 w[0] = h
             else:  # after a gap, a revision, or once a day (no float drift): one full pass
-                total, n = 0.0, 0
-                for k in range(h - hours + 1, h + 1):
-                    slot = ring.get(k)
-                    if slot is not None:
-                        v = slot.get(pollutant)
-                        if v is not None:
-                            total += v
-                            n += 1
+                total, n = window_sum(ring, range(h - hours + 1, h + 1), pollutant)
                 w = self.windows[key] = [h, total, n]
         n = w[2]
         minimum = self.rs.min_o3_8h_hours if hours == 8 else self.rs.min_day_hours
@@ -113,7 +106,7 @@ class HourView:
 
     def baseline(self, pollutant: str, hours: int, minimum: int) -> float | None:
         """Mean of the ``hours`` hours before ``h`` (the station's own recent level)."""
-        return _mean(self.ring, range(self.h - hours, self.h), pollutant, minimum)
+        return mean(self.ring, range(self.h - hours, self.h), pollutant, minimum)
 
     def indicators(self, standard: Standard) -> dict[str, float]:
         """The AQI indicators of the hour under ``standard`` (memoised: several rules ask)."""
@@ -162,7 +155,8 @@ class HourView:
         return result
 
 
-def _mean(ring: dict[int, dict[str, float]], hours: range, pollutant: str, minimum: int) -> float | None:
+def window_sum(ring: dict[int, dict[str, float]], hours: range, pollutant: str) -> tuple[float, int]:
+    """Sum and count of the valid hourly values of ``pollutant`` in ``hours``."""
     total = 0.0
     n = 0
     for h in hours:
@@ -172,6 +166,12 @@ def _mean(ring: dict[int, dict[str, float]], hours: range, pollutant: str, minim
             if v is not None:
                 total += v
                 n += 1
+    return total, n
+
+
+def mean(ring: dict[int, dict[str, float]], hours: range, pollutant: str, minimum: int) -> float | None:
+    """Settled mean of ``pollutant`` over ``hours``, or None with fewer than ``minimum`` values."""
+    total, n = window_sum(ring, hours, pollutant)
     return settle(total / n) if n >= minimum and n else None
 
 
@@ -226,12 +226,12 @@ def daily_result(ring: dict[int, dict[str, float]], day: int, rs: RuleSet) -> tu
         return standard, None
     concs: dict[str, float] = {}
     for p in ("pm25", "pm10", "so2", "no2", "co"):
-        v = _mean(ring, hours, p, rs.min_day_hours)
+        v = mean(ring, hours, p, rs.min_day_hours)
         if v is not None:
             concs[f"{p}_24h"] = v
     # HJ 663: the O3 8 h daily maximum takes the 17 windows that end at 08:00 ... 24:00 of the
     # day (none starts the day before) and needs 14 of them valid
-    eights = [_mean(ring, range(h - 7, h + 1), "o3", rs.min_o3_8h_hours) for h in hours[7:]]
+    eights = [mean(ring, range(h - 7, h + 1), "o3", rs.min_o3_8h_hours) for h in hours[7:]]
     valid8 = [v for v in eights if v is not None]
     if len(valid8) >= 14:
         concs["o3_8h_daily_max"] = max(valid8)
