@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,29 +61,39 @@ class Worker:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # the command line; a test may run the worker under a fault injector (tests/e2e/faults)
+    command: tuple[str, ...] = (sys.executable, "-m", "airgrid")
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.env['AIRGRID_WEB_PORT']}"
 
-    def start(self, wait: float = 90.0) -> float:
-        began = time.monotonic()
+    def spawn(self) -> None:
+        """Start the process and return at once."""
         fh = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airgrid",
-                "worker",
-                "-l",
-                os.environ.get("AIRGRID_TEST_WORKER_LOG", "info"),
-            ],
+            [*self.command, "worker", "-l", os.environ.get("AIRGRID_TEST_WORKER_LOG", "info")],
             env=self.env,
             stdout=fh,
             stderr=subprocess.STDOUT,
             cwd=REPO,
             start_new_session=True,
         )
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """Status and body of ``/health`` (readiness); (0, {}) while nothing answers."""
+        try:
+            with urllib.request.urlopen(self.base_url + "/health", timeout=2) as resp:
+                return resp.status, orjson.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read() or b"{}")
+        except OSError:
+            return 0, {}
+
+    def start(self, wait: float = 90.0) -> float:
+        began = time.monotonic()
+        self.spawn()
+        assert self.proc is not None
         if wait_http(self.base_url + "/health", wait, self.proc):
             return time.monotonic() - began
         if self.proc.poll() is not None:
@@ -246,3 +257,16 @@ class Collector:
             f"timed out after {timeout}s waiting on {topic} for {what}; "
             f"seen {len(self.of(topic))}: {self.of(topic)[-5:]}"
         )
+
+
+def untasked_alarms(alarms: list[dict[str, Any]], task_events: list[dict[str, Any]]) -> list[str]:
+    """Alarm ids of opened grid alarms that no task event dispatched or joined: each opened alarm
+    routed to a grid must become a task, or join the station's open one."""
+    tasked = {e.get("alarm_id") for e in task_events if e["type"] in ("dispatched", "alarm_joined")}
+    opened = {a["alarm_id"] for a in alarms if a["kind"] == "opened" and a.get("route") == "grid"}
+    return sorted(opened - tasked)
+
+
+def internal_refusals(letters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dead letters or refusals caused by an internal error: there must be none (issue 18)."""
+    return [x for x in letters if x.get("reason_code") == "internal"]

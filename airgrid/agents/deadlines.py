@@ -90,6 +90,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         try:
             await sweeper.sweep()
         except Exception:  # a failed pass is retried on the next tick
+            rt.metrics.internal_errors.labels("sweeper").inc()
             log.exception("deadline sweep failed")
 
     app.timer(rt.settings.sweep_interval_seconds, name="airgrid.sweeper")(sweep_deadlines)

@@ -12,6 +12,7 @@ from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import FeedbackCommand
 from airgrid.streams.app import AirgridApp, Runtime
 from airgrid.streams.codecs import encode, text_of
+from airgrid.streams.failures import Retrier
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,12 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         )
         await commands.send(key=station.encode(), value=encode(cmd))
 
+    retrier = Retrier(app, m, give_up_s=rt.settings.internal_retry_seconds)
+
     async def intake(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                await handle(event)
-            except Exception as exc:  # never let an exception ack a message unseen
-                log.exception("feedback at offset %s failed", event.message.offset)
-                await reject(event, "internal", f"internal error: {type(exc).__name__}: {exc}")
+            # invalid feedback is refused inside ``handle``; anything else that fails is retried,
+            # never refused (streams/failures.py)
+            await retrier.run("feedback", event, lambda: handle(event))  # noqa: B023
 
     app.agent(source, name="airgrid.feedback", concurrency=1)(intake)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from airgrid.agents.warnings import station_level
 from airgrid.domain.detection import engine
@@ -25,8 +24,9 @@ from airgrid.domain.intake import Rejection, parse_reading
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Reading, StationCommand
 from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.codecs import dead_letter, encode
+from airgrid.streams.codecs import dead_letter, encode, first_line
 from airgrid.streams.durable import send_now
+from airgrid.streams.failures import Retrier
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,21 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     async def on_command(event: Any, now: datetime) -> None:
         try:
             cmd = StationCommand.model_validate(orjson.loads(event.value or b""))
-        except (orjson.JSONDecodeError, ValidationError) as exc:
-            log.error("ignored a malformed station command: %s", str(exc).splitlines()[0])
+        except ValueError as exc:  # JSON or validation: only airgrid writes this topic
+            msg = event.message
+            letter = dead_letter(
+                reason=f"unreadable station command: {first_line(exc)}",
+                code="unreadable",
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=event.key,
+                value=event.value,
+                at=now,
+            )
+            await rt.topics["commands_dlq"].send(key=event.key, value=encode(letter))
+            m.dlq.labels("commands", "unreadable").inc()
+            log.error("station command %s@%s dead-lettered: %s", msg.topic, msg.offset, letter.reason)
             return
         current = stations.get(cmd.station_id)
         if current is None:
@@ -134,18 +147,14 @@ def register(app: AirgridApp, rt: Runtime) -> None:
             await publish(cmd.station_id, events, now)
             stations[cmd.station_id] = state.to_json()
 
+    retrier = Retrier(app, m, give_up_s=s.internal_retry_seconds)
+
     async def ingest(stream: Any) -> None:
         async for event in stream.events():
-            now = rt.clock()
-            try:
-                if event.message.topic == rt.names.station_commands:
-                    await on_command(event, now)
-                else:
-                    await on_reading(event, now)
-            except Exception as exc:  # an exception would ack the event: dead-letter it instead
-                log.exception("reading at offset %s failed", event.message.offset)
-                await to_dlq(event, "internal", f"internal error: {type(exc).__name__}: {exc}", rt.clock())
-                m.readings.labels("failed").inc()
+            handle = on_command if event.message.topic == rt.names.station_commands else on_reading
+            # a reading that is itself invalid goes to the DLQ inside the handler; anything else
+            # that fails is retried, never dead-lettered (streams/failures.py)
+            await retrier.run("ingest", event, lambda: handle(event, rt.clock()))  # noqa: B023
 
     app.agent(channel, name="airgrid.ingest", concurrency=1)(ingest)
 
@@ -154,7 +163,11 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         # Look often enough to fire within ~10 % of the threshold, never more than once a second.
         @app.timer(min(60.0, max(1.0, silence_s / 10)))  # type: ignore[misc]
         async def silence_sweep() -> None:
-            await sweep_silence(rt, stations, commands, rules_now)
+            try:
+                await sweep_silence(rt, stations, commands, rules_now)
+            except Exception:  # the next tick looks again
+                m.internal_errors.labels("silence").inc()
+                log.exception("silence sweep failed")
 
 
 async def sweep_silence(rt: Runtime, stations: Any, commands: Any, rules_now: Any) -> int:

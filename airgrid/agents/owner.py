@@ -35,7 +35,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from airgrid.agents.outbox import published_ids
 from airgrid.domain import tasks as machine
@@ -44,8 +43,9 @@ from airgrid.models.dlq import Origin
 from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
 from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.codecs import encode, text_of
+from airgrid.streams.codecs import dead_letter, encode, first_line, text_of
 from airgrid.streams.durable import acknowledged, event_now, send_now, writing_as
+from airgrid.streams.failures import Retrier
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 200  # task changes per group commit
@@ -315,21 +315,28 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     )
     alarms_name, commands_name = rt.names.alarms, rt.names.task_commands
     channel = app.topic(alarms_name, commands_name, key_serializer="raw", value_serializer="raw")
+    retrier = Retrier(app, rt.metrics, give_up_s=rt.settings.internal_retry_seconds)
 
-    async def handle(event: Any) -> None:
-        now = rt.clock()
-        topic = event.message.topic
-        data = orjson.loads(event.value)
+    def parse(topic: str, value: bytes | None) -> Callable[[datetime], Awaitable[None]] | None:
+        """What the message asks of the owner; a ValueError when the message itself is invalid."""
+        data = orjson.loads(value or b"")
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+        kind = data.get("kind")
         if topic == alarms_name:
             # only an opened grid alarm can dispatch or join a task: skip the rest unparsed
-            if data.get("kind") == "opened" and data.get("route") == "grid":
-                await owner.on_alarm(AlarmEvent.model_validate(data), now)
-        elif data.get("kind") == "deadline":
-            await owner.on_deadline(DeadlineCommand.model_validate(data), now)
-        elif data.get("kind") == "outbox":
-            await owner.on_outbox(OutboxCommand.model_validate(data))
-        else:
-            await owner.on_feedback(FeedbackCommand.model_validate(data), now)
+            if kind != "opened" or data.get("route") != "grid":
+                return None
+            alarm = AlarmEvent.model_validate(data)
+            return lambda now: owner.on_alarm(alarm, now)
+        if kind == "deadline":
+            deadline = DeadlineCommand.model_validate(data)
+            return lambda now: owner.on_deadline(deadline, now)
+        if kind == "outbox":
+            outbox = OutboxCommand.model_validate(data)
+            return lambda now: owner.on_outbox(outbox)
+        feedback = FeedbackCommand.model_validate(data)
+        return lambda now: owner.on_feedback(feedback, now)
 
     owner.autocommit = False
 
@@ -337,6 +344,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         try:
             await owner.finish()
         except Exception:  # the outboxes stay stored; the sweeper asks for them again
+            rt.metrics.internal_errors.labels("owner").inc()
             log.exception("owner: a group commit failed; its outboxes wait for the sweeper")
 
     async def own(stream: Any) -> None:
@@ -357,16 +365,31 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     async def own_one(event: Any) -> None:
         msg = event.message
         try:
-            await handle(event)
-            return
-        except (ValidationError, orjson.JSONDecodeError) as exc:
+            action = parse(msg.topic, event.value)
+        except ValueError as exc:  # JSON or validation: the message itself is invalid
             # only airgrid writes these topics; a bad message is a bug or a foreign writer
-            log.error("unreadable message on %s/%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-            code, reason = "unreadable", f"unreadable message on {msg.topic}: {exc}"
-        except Exception as exc:
-            log.exception("owner failed on %s/%s@%s", msg.topic, msg.partition, msg.offset)
-            code, reason = "internal", f"internal error: {type(exc).__name__}: {exc}"
-        origin = Origin(topic=msg.topic, partition=msg.partition, offset=msg.offset)
-        await owner.reject(None, origin, code, reason, rt.clock(), payload=event.value)
+            reason = f"unreadable message on {msg.topic}: {first_line(exc)}"
+            dlq = rt.topics["alarms_dlq"] if msg.topic == alarms_name else rt.topics["commands_dlq"]
+            label = "alarms" if msg.topic == alarms_name else "commands"
+
+            async def refuse() -> None:
+                letter = dead_letter(
+                    reason=reason,
+                    code="unreadable",
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    key=event.key,
+                    value=event.value,
+                    at=rt.clock(),
+                )
+                await dlq.send(key=event.key, value=encode(letter))
+                rt.metrics.dlq.labels(label, "unreadable").inc()
+                log.error("%s/%s@%s dead-lettered: %s", msg.topic, msg.partition, msg.offset, reason)
+
+            await retrier.run("owner", event, refuse)
+            return
+        if action is not None:
+            await retrier.run("owner", event, lambda: action(rt.clock()))
 
     app.agent(channel, name="airgrid.owner", concurrency=1)(own)

@@ -43,7 +43,15 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     )
     rt.tables["projection"] = sink  # not a Faust table: exposed for the web health view
     n = rt.names
-    topics = (n.task_events, n.alarms, n.feedback, n.feedback_rejected, n.readings_dlq)
+    topics = (
+        n.task_events,
+        n.alarms,
+        n.feedback,
+        n.feedback_rejected,
+        n.readings_dlq,
+        n.alarms_dlq,
+        n.commands_dlq,
+    )
     m = rt.metrics
 
     async def pause(seconds: float) -> bool:
@@ -154,8 +162,13 @@ def to_batch(records: list[Any], rt: Runtime) -> Batch:
                 batch.feedback.append(Feedback.model_validate(data))
             else:
                 fallback = f"{msg.topic}:{msg.partition}:{msg.offset}"
-                if msg.topic == n.readings_dlq:
-                    letter = Letter("readings.dlq", DeadLetter.model_validate(data), fallback)
+                kind = {
+                    n.readings_dlq: "readings.dlq",
+                    n.alarms_dlq: "alarms.dlq",
+                    n.commands_dlq: "commands.dlq",
+                }.get(msg.topic)
+                if kind is not None:
+                    letter = Letter(kind, DeadLetter.model_validate(data), fallback)  # type: ignore[arg-type]
                 else:
                     letter = Letter("feedback.rejected", FeedbackRejected.model_validate(data), fallback)
                 batch.letters.append(letter)

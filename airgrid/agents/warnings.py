@@ -99,5 +99,6 @@ def register(app: AirgridApp, rt: Runtime) -> None:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                rt.metrics.internal_errors.labels("warnings").inc()
                 log.exception("warnings reader failed; retrying in 5 s")
                 await asyncio.sleep(5)

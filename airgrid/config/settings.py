@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         description="also notify level-3 grids whose centre lies within this distance of the "
         "station (0: off)",
     )
+    internal_retry_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=86400,
+        description="a message that fails for a reason not its own (a table not ready, a broker "
+        "error) is retried this long; then the worker stops (exit 1) with it uncommitted, so a "
+        "restart reads it again. Never dead-lettered",
+    )
     max_future_skew_seconds: int = Field(
         300, ge=0, description="readings observed further in the future are rejected"
     )

@@ -18,7 +18,7 @@ class Origin(Message):
 
 
 class DeadLetter(Message):
-    """A message of ``readings`` or ``feedback`` that airgrid could not apply."""
+    """A message airgrid could not use (on ``readings``, ``alarms`` or an internal command topic)."""
 
     schema_version: Literal[1] = 1
     reason: str = Field(description="a sentence a person can act on")

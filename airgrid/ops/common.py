@@ -10,6 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from airgrid.config.settings import Settings, SettingsError, load_settings
+from airgrid.streams.codecs import first_line
+
+__all__ = ["first_line"]  # re-exported for the commands
 
 BAD_INPUT = 2
 UNREACHABLE = 1
@@ -37,11 +40,6 @@ def settings() -> Settings:
 
 def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def projection_engine(s: Settings, must_exist: bool = True) -> Engine:

@@ -14,6 +14,9 @@ from prometheus_client import (
 prometheus_client.disable_created_metrics()  # *_created series only clutter dashboards
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+# the stages that count internal errors; each series exists from the start (an alert on the first
+# error needs the zero before it)
+STAGES = ("ingest", "owner", "feedback", "sweeper", "silence", "warnings")
 FEEDBACK_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800)
 
 
@@ -116,6 +119,20 @@ class Metrics:
             "airgrid_consumer_lag_messages",
             "Messages not yet consumed, by topic",
             ["topic"],
+            registry=r,
+        )
+
+        self.internal_errors = Counter(
+            "airgrid_internal_errors_total",
+            "Errors not caused by the message being handled (retried, never dead-lettered), by stage",
+            ["stage"],
+            registry=r,
+        )
+        for stage in STAGES:
+            self.internal_errors.labels(stage)
+        self.tables_unusable = Gauge(
+            "airgrid_tables_unusable",
+            "Tables this worker cannot write now (changelog missing from metadata or assignment)",
             registry=r,
         )
 

@@ -6,6 +6,7 @@ Imports point one way: agents import from ``streams``; this module imports agent
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from airgrid.domain.intake import Limits
 from airgrid.domain.rules import RuleCatalogue, load_rules
 from airgrid.sinks.metrics import Metrics
 from airgrid.streams.durable import FlushingConsumer, StreamFlowControl, TrackingProducer
-from airgrid.streams.topics import TopicNames
+from airgrid.streams.tableguard import TableGuard
+from airgrid.streams.topics import TABLES, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class Runtime:
     warning_level: Callable[[str], str] = no_warning
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
+    guard: TableGuard | None = None
 
     @property
     def limits(self) -> Limits:
@@ -76,6 +79,12 @@ class AirgridApp(faust.App):  # type: ignore[misc]
     def flow_control(self) -> FlowControlEvent:
         # a resume while the streams flow keeps what they have queued (streams/durable.py)
         return StreamFlowControl(self, loop=self.loop)
+
+    def _create_directories(self) -> None:
+        # Faust creates only the last level of its data dir: a data dir that does not exist yet
+        # failed every start with FileNotFoundError (issue 18)
+        self.conf.datadir.mkdir(parents=True, exist_ok=True)
+        super()._create_directories()
 
 
 def _credentials(settings: Settings) -> Any:
@@ -155,5 +164,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
     deadlines.register(app, rt)
     if s.projection_enabled:
         projection.register(app, rt)
+    if set(app.tables) != set(TABLES):  # ensure_topics creates the changelogs of TABLES
+        raise RuntimeError(f"tables {sorted(app.tables)} differ from the catalogue {sorted(TABLES)}")
+    n = rt.names
+    rt.guard = guard = TableGuard(
+        app,
+        sources={
+            "stations": (n.readings, n.station_commands),
+            "tasks": (n.alarms, n.task_commands),
+            "station-open-task": (n.alarms, n.task_commands),
+        },
+        partitions=s.topic_partitions,
+        metrics=rt.metrics,
+    )
+
+    @app.timer(1.0, name="airgrid.table_guard")  # type: ignore[untyped-decorator]
+    async def guard_tables() -> None:
+        await guard.check(asyncio.get_running_loop().time())
+
     web.register(app, rt)
     return app

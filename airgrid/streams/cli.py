@@ -233,7 +233,7 @@ def run_faust(argv: list[str]) -> None:
     from airgrid.domain.escalation import PolicyError
     from airgrid.domain.rules import RulesError
     from airgrid.streams.app import create_app
-    from airgrid.streams.topics import ensure_topics
+    from airgrid.streams.topics import TopicsError, ensure_topics
 
     settings = _settings_or_exit()
     try:
@@ -243,7 +243,10 @@ def run_faust(argv: list[str]) -> None:
         raise SystemExit(2) from None
     if argv[:1] == ["worker"]:
         try:
-            asyncio.run(asyncio.wait_for(ensure_topics(settings), 30))
+            asyncio.run(asyncio.wait_for(ensure_topics(settings), 60))
+        except TopicsError as exc:
+            print(f"airgrid: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         except Exception as exc:
             print(
                 f"airgrid: cannot reach Kafka at {settings.broker} (AIRGRID_BROKER): "

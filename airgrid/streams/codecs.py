@@ -28,6 +28,12 @@ def text_of(raw: bytes | None) -> tuple[str, str | None]:
         return clipped.decode("utf-8", errors="replace"), base64.b64encode(clipped).decode()
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (pydantic's run over several), or its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def dead_letter(
     *,
     reason: str,

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.streams import _current_event, current_event
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
@@ -141,6 +142,20 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         super().__post_init__()
         # per partition, the offsets ``[low, new)`` the last ``_new_offset`` took as a batch
         self._taken: dict[Any, tuple[int, int]] = {}
+        # per partition, offsets a stage could not handle and left to be read again (``hold``)
+        self._held: dict[Any, set[int]] = {}
+
+    def hold(self, message: Any) -> None:
+        """Leave ``message`` to be read again after the next rebalance (or restart): it counts as
+        neither acknowledged nor in flight, and no commit passes its offset (streams/failures.py).
+
+        Marking it acknowledged is what keeps the stream from acknowledging it: Faust's Cython
+        stream iterator (the one in use when its extension is installed) inlines the
+        acknowledgement and bypasses ``Consumer.ack``, but it, like the Python one, skips a message
+        already marked. Removed from the in-flight set, a rebalance does not wait for it."""
+        message.acked = True
+        self._unacked_messages.discard(message)
+        self._held.setdefault(message.tp, set()).add(message.offset)
 
     def ack(self, message: Any) -> bool:
         # While a rebalance suspends the flow, a stream skips the messages it receives (flow
@@ -149,7 +164,8 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         # readings lost from a station's state, alarms lost or different (found by a worker that
         # stalls past its session timeout under CPU load). A stream tracks every message it
         # processes before it processes it, so a message that was never tracked was skipped: leave
-        # its offset uncommitted, the consumer reads it again after the rebalance.
+        # its offset uncommitted, the consumer reads it again after the rebalance (Faust's Cython
+        # iterator does not acknowledge a skipped message at all).
         if not getattr(message, "tracked", True):
             message.acked = True
             return False
@@ -167,6 +183,14 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             if gap:  # gap offsets below the lowest ack join the batch too
                 low = min([low, *(iv.begin for iv in gap.overlap(0, max(acked)))])
         new: int | None = super()._new_offset(tp)
+        held = self._held.get(tp)
+        if held and new is not None and new > min(held):
+            # the batch runs past a held message: commit up to it, give the rest back
+            hole = min(held)
+            rest = [o for o in range(hole, new) if o not in held]
+            acked.extend(rest)
+            self._acked_index[tp].update(rest)
+            new = hole if hole > (self._committed_offset[tp] or 0) else None
         if new is not None and low is not None:
             self._taken[tp] = (low, new)
         if acked and (new is not None or len(acked) > 1):
@@ -174,6 +198,26 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             if dropped:
                 log.info("%s: %d repeated or committed offsets dropped from the acked list", tp, dropped)
         return new
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets after a rebalance, made to move every partition.
+
+        aiokafka's ``seek_to_committed`` seeks only partitions committed above offset 0: one never
+        committed (a fresh group) or committed at 0 keeps its fetch position, past the messages
+        fetched but not processed before the rebalance (those skipped while the flow was
+        suspended, those a stage held): they were never read again, while Faust's own read offset
+        went back to None. So those partitions go back too: to 0, or to the beginning."""
+        await super().perform_seek()
+        self._held.clear()  # every held offset lies at or past a committed one: read again now
+        back = [
+            tp
+            for tp in self.assignment()
+            if self.app.topics.acks_enabled_for(tp.topic) and not self._committed_offset.get(tp)
+        ]
+        if back:
+            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in back))
+            for tp in back:
+                self._read_offset[tp] = None
 
     def _give_back(self, offsets: Mapping[Any, int]) -> None:
         """A commit that did not happen: put its batches back in the acked lists, so the next

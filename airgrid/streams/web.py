@@ -15,21 +15,32 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         await update_consumer_lag(app, rt)
         return web.bytes(rt.metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/health")  # type: ignore[untyped-decorator]
-    async def health(web: Any, request: Any) -> Any:
-        ready = is_ready(app)
-        return web.json(
-            {"status": "ok" if ready else "recovering", "app": rt.settings.app_id},
-            status=200 if ready else 503,
-        )
+    async def ready(web: Any, request: Any) -> Any:
+        status, problems = readiness(app, rt)
+        body: dict[str, Any] = {"status": status, "app": rt.settings.app_id}
+        if problems:
+            body["tables"] = problems
+        return web.json(body, status=200 if status == "ok" else 503)
+
+    async def live(web: Any, request: Any) -> Any:
+        # the process serves its event loop: an orchestrator must not restart it for a rebalance
+        return web.json({"status": "alive", "app": rt.settings.app_id})
+
+    app.page("/health")(ready)  # readiness, as before
+    app.page("/health/ready")(ready)
+    app.page("/health/live")(live)
 
 
-def is_ready(app: AirgridApp) -> bool:
-    """Joined the group, tables recovered, streams resumed, and not rebalancing now. Before the
-    first recovery completes the worker answers 503: it is up but does not process yet."""
+def readiness(app: AirgridApp, rt: Runtime) -> tuple[str, dict[str, str]]:
+    """``ok`` once joined, tables recovered, streams resumed, not rebalancing and every table
+    writable; else why not (``recovering``, or ``tables_unusable`` with each table's reason).
+    Before the first recovery completes the worker answers 503: it is up but does not process."""
     recovery = getattr(app.tables, "recovery", None)
     recovered = recovery is not None and recovery.completed.is_set()
-    return bool(recovered and not app.rebalancing and not getattr(app, "in_recovery", False))
+    if not (recovered and not app.rebalancing and not getattr(app, "in_recovery", False)):
+        return "recovering", {}
+    problems = rt.guard.problems() if rt.guard is not None else {}
+    return ("tables_unusable", problems) if problems else ("ok", {})
 
 
 async def update_consumer_lag(app: AirgridApp, rt: Runtime) -> None:

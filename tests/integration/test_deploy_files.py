@@ -487,6 +487,8 @@ ALERTS_WANTED = {
     "AirgridSweeperLagging",
     "AirgridProjectionErrors",
     "AirgridConsumerLagHigh",
+    "AirgridInternalError",
+    "AirgridTableUnusable",
 }
 
 

@@ -18,7 +18,7 @@ from airgrid.domain.detection.compiled import RuleBook
 from airgrid.domain.detection.state import StationState
 from airgrid.domain.rules import load_rules
 from airgrid.models.readings import Reading
-from tests.helpers import Collector, consumer_lag, read_topics
+from tests.helpers import Collector, consumer_lag, internal_refusals, read_topics, untasked_alarms
 
 
 def wallclock_rules(settings: Settings) -> set[str]:
@@ -56,18 +56,20 @@ class Audit:
     unexpected: list[str] = field(default_factory=list)
     task_conflicts: list[str] = field(default_factory=list)
     steps_twice: list[str] = field(default_factory=list)
+    untasked: list[str] = field(default_factory=list)  # opened grid alarms no task dispatched or joined
+    internal: list[str] = field(default_factory=list)  # refusals for an internal error (issue 18)
     notes: list[str] = field(default_factory=list)  # where to look when it is not clean
+
+    KINDS = ("lost", "conflicting", "unexpected", "task_conflicts", "steps_twice", "untasked", "internal")
 
     @property
     def clean(self) -> bool:
-        return not (
-            self.lost or self.conflicting or self.unexpected or self.task_conflicts or self.steps_twice
-        )
+        return not any(getattr(self, name) for name in self.KINDS)
 
     def explain(self) -> str:
         """A failure message: the counts, the first ids of each kind, and the notes."""
         parts = [f"expected {self.expected}, duplicated {self.duplicated}"]
-        for name in ("lost", "conflicting", "unexpected", "task_conflicts", "steps_twice"):
+        for name in self.KINDS:
             ids = getattr(self, name)
             if ids:
                 parts.append(f"{name} {len(ids)}: {ids[:6]}")
@@ -82,7 +84,10 @@ def audit(
     alarms: list[dict[str, Any]],
     task_events: list[dict[str, Any]],
     ignore_rules: set[str],
+    letters: Iterable[dict[str, Any]] = (),
 ) -> Audit:
+    """What was lost, duplicated or contradictory; ``letters`` are the dead letters and refusals
+    of the run (none may be for an internal error)."""
     seen: dict[str, dict[str, Any]] = {}
     expected = {k: v for k, v in expected.items() if v["rule_id"] not in ignore_rules}
     result = Audit(expected=len(expected))
@@ -115,7 +120,12 @@ def audit(
         if e["type"] in ("reminded", "escalated")
     )
     result.steps_twice = [f"{k}" for k, n in steps.items() if n > 1]
+    result.untasked = untasked_alarms([a for a in alarms if a["rule_id"] not in ignore_rules], task_events)
+    result.internal = [f"{x['origin']}: {x['reason']}" for x in internal_refusals(letters)]
     return result
+
+
+LETTER_TOPICS = ("readings.dlq", "alarms.dlq", "commands.dlq", "feedback.rejected")
 
 
 async def settle(
@@ -133,15 +143,19 @@ async def settle(
     collector went through the same faults as the worker, and the topics are the truth), and the
     answer says where the worker stands on its input, so a failure in CI points at its cause."""
     alarms, events = prefix + "alarms", prefix + "task-events"
+    letter_topics = [prefix + t for t in LETTER_TOPICS]
     deadline = time.monotonic() + within
     result = audit(expected, seen.of(alarms), seen.of(events), ignore)
-    while result.lost and time.monotonic() < deadline:
+    while (result.lost or result.untasked) and time.monotonic() < deadline:
         await asyncio.sleep(1)
         result = audit(expected, seen.of(alarms), seen.of(events), ignore)
+    letters = await read_topics(bootstrap, letter_topics)
+    all_letters = [x for t in letter_topics for x in letters[t]]
+    result = audit(expected, seen.of(alarms), seen.of(events), ignore, all_letters)
     if result.clean:
         return result
     fresh = await read_topics(bootstrap, [alarms, events])
-    again = audit(expected, fresh[alarms], fresh[events], ignore)
+    again = audit(expected, fresh[alarms], fresh[events], ignore, all_letters)
     again.notes.append(
         f"the live collector saw {len(seen.of(alarms))} alarms and {len(seen.of(events))} task events, "
         f"the topics hold {len(fresh[alarms])} and {len(fresh[events])}"

@@ -117,8 +117,9 @@ feedback = Table(
     Column("comment", Text, nullable=False),
     Column("payload", JSON, nullable=False),
 )
-# Rows of readings.dlq and feedback.rejected; one per original message (its origin), so a
-# redelivered rejection or a replay adds nothing. ``day`` is the local day (settings.timezone).
+# Rows of readings.dlq, alarms.dlq, commands.dlq and feedback.rejected; one per original message
+# (its origin), so a redelivered rejection or a replay adds nothing. ``day`` is the local day
+# (settings.timezone).
 dead_letters = Table(
     "dead_letters",
     metadata,

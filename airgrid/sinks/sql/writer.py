@@ -20,7 +20,7 @@ from airgrid.models.tasks import TaskEvent
 from airgrid.sinks.sql.schema import alarms, dead_letters, feedback, task_events, tasks
 
 log = logging.getLogger(__name__)
-LetterTopic = Literal["readings.dlq", "feedback.rejected"]
+LetterTopic = Literal["readings.dlq", "feedback.rejected", "alarms.dlq", "commands.dlq"]
 PAYLOAD_CHARS = 2000
 CHUNK = 1000
 
