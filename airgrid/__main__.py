@@ -1,6 +1,6 @@
 """Allow ``python -m airgrid`` as an alias of the ``airgrid`` command."""
 
-from airgrid.streams.cli import main
+from airgrid.cli.main import main
 
 if __name__ == "__main__":
     main()

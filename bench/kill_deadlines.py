@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airgrid.devkafka import LocalKafka, free_port
+from airgrid.kafka.local import LocalKafka, free_port
 from tests.e2e.escalation_support import Audit, alarm, distinct_events, hour_ago, types_by_task, write_policy
 from tests.helpers import Worker, produce, worker_env
 

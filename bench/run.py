@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         c.EXTRA_ENV["BENCH_GC_PROBE"] = str(Path(__file__).parent / "gcprobe")
     lat_stations = 500
 
-    from airgrid.devkafka import LocalKafka, free_port
+    from airgrid.kafka.local import LocalKafka, free_port
 
     report: dict[str, Any] = {
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readings", type=int, default=40_000)
     ap.add_argument("--stations", type=int, default=2000)
     a = ap.parse_args(argv)
-    from airgrid.devkafka import LocalKafka, free_port
+    from airgrid.kafka.local import LocalKafka, free_port
 
     report: dict[str, Any] = {"loadavg_1m_start": c.loadavg(), "versions": c.versions()}
     with tempfile.TemporaryDirectory(prefix="airgrid-scaleout-") as tmp:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.devkafka import LocalKafka, broker_answers, free_port
+from airgrid.kafka.local import LocalKafka, broker_answers, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

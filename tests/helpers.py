@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from airgrid.devkafka import free_port
-from airgrid.streams.demo import wait_http
+from airgrid.demo import wait_http
+from airgrid.kafka.local import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT_POLICY = """

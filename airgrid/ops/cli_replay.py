@@ -64,9 +64,9 @@ async def _replay(
 ) -> tuple[int, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from airgrid.agents.projection import to_batch
-    from airgrid.streams.app import build_runtime
-    from airgrid.streams.topics import kafka_client_options
+    from airgrid.kafka.topics import kafka_client_options
+    from airgrid.stages.projection import to_batch
+    from airgrid.worker.app import build_runtime
 
     rt = build_runtime(s)
     name = s.topic(topic)

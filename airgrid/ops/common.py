@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from airgrid.config.settings import Settings, SettingsError, load_settings
-from airgrid.streams.codecs import first_line
+from airgrid.models.codecs import first_line
 
 __all__ = ["first_line"]  # re-exported for the commands
 

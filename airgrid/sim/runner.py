@@ -15,10 +15,10 @@ import orjson
 
 from airgrid.config.settings import Settings
 from airgrid.domain.directory import Directory
+from airgrid.kafka.topics import TopicNames, kafka_client_options
+from airgrid.models.codecs import encode
 from airgrid.models.feedback import Feedback, Findings
 from airgrid.sim.stations import SimStation, demo_fleet
-from airgrid.streams.codecs import encode
-from airgrid.streams.topics import TopicNames, kafka_client_options
 
 log = logging.getLogger(__name__)
 MALFORMED = (

@@ -10,9 +10,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from airgrid.agents.outbox import published_ids
 from airgrid.config.settings import load_settings
-from airgrid.streams.topics import ensure_topics
+from airgrid.kafka.readback import published_ids
+from airgrid.kafka.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka]
 

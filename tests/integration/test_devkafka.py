@@ -1,4 +1,4 @@
-"""Integration tests for airgrid.devkafka: a real local Kafka broker, no mocks."""
+"""Integration tests for airgrid.kafka.local: a real local Kafka broker, no mocks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from airgrid.devkafka import PID_FILE, KafkaStartError, LocalKafka, broker_answers, free_port
+from airgrid.kafka.local import PID_FILE, KafkaStartError, LocalKafka, broker_answers, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from airgrid.streams.durable import release
+from airgrid.patches.durable import release
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(60)]
 LINGER_MS = 4000

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from airgrid.devkafka import free_port
-from airgrid.streams.demo import wait_http
+from airgrid.demo import wait_http
+from airgrid.kafka.local import free_port
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]

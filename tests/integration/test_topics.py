@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from airgrid.config.settings import load_settings
-from airgrid.streams.topics import TopicNames, TopicsError, changelog_topics, ensure_topics, leader_topic
+from airgrid.kafka.topics import TopicNames, TopicsError, changelog_topics, ensure_topics, leader_topic
 
 pytestmark = [pytest.mark.kafka]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from airgrid.config.settings import load_settings
-from airgrid.devkafka import LocalKafka, free_port
+from airgrid.kafka.local import LocalKafka, free_port
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
 from tests.reliability.auditor import expected_alarms, settle, wallclock_rules
 

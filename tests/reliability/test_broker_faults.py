@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from airgrid.config.settings import load_settings
-from airgrid.devkafka import LocalKafka, free_port
+from airgrid.kafka.local import LocalKafka, free_port
 from tests.helpers import Collector, Worker, produce, worker_env
 from tests.reliability.auditor import expected_alarms, settle, wallclock_rules
 from tests.reliability.test_kill_audit import scenario

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from airgrid.devkafka import LocalKafka, free_port
+from airgrid.kafka.local import LocalKafka, free_port
 from tests.helpers import Collector, Worker, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]

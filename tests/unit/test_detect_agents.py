@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airgrid.agents.warnings import apply_raw, station_level, warning_level
 from airgrid.config.settings import load_settings
 from airgrid.domain.detection.compiled import RuleBook
 from airgrid.domain.detection.warnings import WarningBoard
-from airgrid.streams.app import create_app
+from airgrid.stages.warnings import apply_raw, station_level, warning_level
+from airgrid.worker.app import create_app
 
 
 def test_ingest_warnings_and_the_silence_sweep_register(tmp_path: Path) -> None:
@@ -38,8 +38,8 @@ async def test_the_silence_sweep_sends_a_command_per_silent_station(tmp_path: Pa
 
     import orjson
 
-    from airgrid.agents.ingest import sweep_silence
     from airgrid.domain.detection.state import StationState
+    from airgrid.stages.ingest import sweep_silence
 
     app = create_app(load_settings(store="memory", data_dir=tmp_path))
     rt = app.runtime

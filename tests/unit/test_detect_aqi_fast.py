@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airgrid.agents.ingest import silence_due
 from airgrid.domain import aqi
 from airgrid.domain.detection import fastaqi
 from airgrid.domain.detection.compiled import compile_rules
@@ -18,6 +17,7 @@ from airgrid.domain.detection.warnings import WarningBoard
 from airgrid.domain.intake import Limits, Rejection, parse_reading
 from airgrid.domain.rules import parse_rules
 from airgrid.models.warnings import PollutionWarning
+from airgrid.stages.ingest import silence_due
 
 HJ = (aqi.Standard.HJ633_2012, aqi.Standard.HJ633_2026)
 INDICATORS_OF = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from airgrid.cli.main import COMMANDS
 from airgrid.domain import aqi
 from airgrid.domain.backtest import main, read_rows
-from airgrid.streams.cli import COMMANDS
 
 HEADER = (
     '"No","year","month","day","hour","PM2.5","PM10","SO2","NO2","CO","O3",'

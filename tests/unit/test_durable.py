@@ -9,8 +9,8 @@ from typing import Any
 from faust.types.tuples import TP, FutureMessage, PendingMessage
 
 from airgrid.config.settings import load_settings
-from airgrid.streams.app import create_app
-from airgrid.streams.durable import FlushingConsumer, TrackingProducer, acknowledged, without_duplicates
+from airgrid.patches.durable import FlushingConsumer, TrackingProducer, acknowledged, without_duplicates
+from airgrid.worker.app import create_app
 
 
 def _message() -> FutureMessage:

@@ -11,12 +11,12 @@ import pytest
 from faust.types.tuples import TP
 
 from airgrid.config.settings import load_settings
-from airgrid.sinks.metrics import Metrics
-from airgrid.streams.app import create_app
-from airgrid.streams.durable import FlushingConsumer
-from airgrid.streams.failures import Retrier, WorkerStopped
-from airgrid.streams.tableguard import TableGuard
-from airgrid.streams.topics import TABLES, changelog_topics
+from airgrid.kafka.topics import TABLES, changelog_topics
+from airgrid.metrics import Metrics
+from airgrid.patches.durable import FlushingConsumer
+from airgrid.patches.table_guard import TableGuard
+from airgrid.worker.app import create_app
+from airgrid.worker.retry import Retrier, WorkerStopped
 
 
 class Message:

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airgrid.cli.main import main as cli_main
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain.directory import Directory, DirectoryError, parse_directory
 from airgrid.domain.geo import Boundary, Locator, distance_km, parse_boundaries, ring_contains
 from airgrid.domain.tasks import dispatch
-from airgrid.streams.cli import main as cli_main
 from tests.unit.test_tasks_owner import T0, alarm
 
 SQUARE = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0))

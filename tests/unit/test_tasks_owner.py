@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 import pytest
 
-from airgrid.agents.owner import Owner
 from airgrid.config.settings import DATA_DIR, load_settings
 from airgrid.domain.intake import Rejection, parse_feedback
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.feedback import Feedback
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task
-from airgrid.streams.app import build_runtime
+from airgrid.stages.owner import Owner
+from airgrid.worker.app import build_runtime
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -266,7 +266,7 @@ async def test_drain_sends_only_what_the_topic_lacks_and_everything_if_it_cannot
 async def test_sweeper_asks_for_an_outbox_seen_on_two_passes_and_skips_closed_in_gauges(owner: Owner) -> None:
     from types import SimpleNamespace
 
-    from airgrid.agents.deadlines import Sweeper
+    from airgrid.stages.deadlines import Sweeper
 
     await owner.on_alarm(alarm(), T0)
     task_id = next(iter(owner.tasks))

@@ -14,11 +14,11 @@ import urllib.request
 from pathlib import Path
 
 from airgrid.config.settings import DATA_DIR, Settings, load_settings
-from airgrid.devkafka import LocalKafka, broker_answers
 from airgrid.domain.directory import Directory
+from airgrid.kafka.local import LocalKafka, broker_answers
+from airgrid.kafka.topics import ensure_topics
+from airgrid.ops.watch import watch
 from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_stations, run_workers
-from airgrid.streams.topics import ensure_topics
-from airgrid.streams.watch import watch
 
 
 def _say(text: str) -> None:

@@ -16,17 +16,17 @@ from typing import Any
 
 import orjson
 
-from airgrid.agents.warnings import station_level
 from airgrid.domain.detection import engine
 from airgrid.domain.detection.compiled import RuleBook, RuleSet
 from airgrid.domain.detection.state import StationState
 from airgrid.domain.intake import Rejection, parse_reading
 from airgrid.models.alarms import AlarmEvent
+from airgrid.models.codecs import dead_letter, encode, first_line
 from airgrid.models.readings import Reading, StationCommand
-from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.codecs import dead_letter, encode, first_line
-from airgrid.streams.durable import send_now
-from airgrid.streams.failures import Retrier
+from airgrid.patches.durable import send_now
+from airgrid.stages.warnings import station_level
+from airgrid.worker.app import AirgridApp, Runtime
+from airgrid.worker.retry import Retrier
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
         async for event in stream.events():
             handle = on_command if event.message.topic == rt.names.station_commands else on_reading
             # a reading that is itself invalid goes to the DLQ inside the handler; anything else
-            # that fails is retried, never dead-lettered (streams/failures.py)
+            # that fails is retried, never dead-lettered (worker/retry.py)
             await retrier.run("ingest", event, lambda: handle(event, rt.clock()))  # noqa: B023
 
     app.agent(channel, name="airgrid.ingest", concurrency=1)(ingest)

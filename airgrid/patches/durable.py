@@ -147,7 +147,7 @@ class FlushingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
 
     def hold(self, message: Any) -> None:
         """Leave ``message`` to be read again after the next rebalance (or restart): it counts as
-        neither acknowledged nor in flight, and no commit passes its offset (streams/failures.py).
+        neither acknowledged nor in flight, and no commit passes its offset (worker/retry.py).
 
         Marking it acknowledged is what keeps the stream from acknowledging it: Faust's Cython
         stream iterator (the one in use when its extension is installed) inlines the

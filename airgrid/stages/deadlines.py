@@ -11,9 +11,9 @@ from collections import Counter
 from typing import Any
 
 from airgrid.domain.tasks import due_command
+from airgrid.models.codecs import encode
 from airgrid.models.tasks import OutboxCommand, Task
-from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.codecs import encode
+from airgrid.worker.app import AirgridApp, Runtime
 
 log = logging.getLogger(__name__)
 

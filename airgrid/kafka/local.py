@@ -7,10 +7,10 @@ Readiness is verified with a raw-socket Kafka Metadata request (stdlib only).
 
 CLI::
 
-    python -m airgrid.devkafka run [--port 9092] [--data-dir DIR]
-    python -m airgrid.devkafka fetch
-    python -m airgrid.devkafka check --bootstrap 127.0.0.1:9092
-    python -m airgrid.devkafka stop --data-dir DIR
+    python -m airgrid.kafka.local run [--port 9092] [--data-dir DIR]
+    python -m airgrid.kafka.local fetch
+    python -m airgrid.kafka.local check --bootstrap 127.0.0.1:9092
+    python -m airgrid.kafka.local stop --data-dir DIR
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import IO, Self
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 POM_PATH = REPO_ROOT / "scripts" / "kafka" / "pom.xml"
 CACHE_ENV = "AIRGRID_KAFKA_CACHE_DIR"
 KAFKA_JAR_GLOB = "kafka_2.13-*.jar"
@@ -325,7 +325,7 @@ class LocalKafka:
                 raise KafkaStartError(f"kafka StorageTool format failed:\n{out}")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log_fh = self.log_file.open("ab")
-        self._log_fh.write(f"=== airgrid.devkafka start {time.ctime()} ===\n".encode())
+        self._log_fh.write(f"=== airgrid.kafka.local start {time.ctime()} ===\n".encode())
         self._log_fh.flush()
         self._proc = subprocess.Popen(
             self._java_cmd(java, lib, "kafka.Kafka", str(cfg)),
@@ -459,9 +459,9 @@ def stop_pidfile(data_dir: str | Path, timeout: float = 20.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point (``python -m airgrid.devkafka``)."""
+    """Command line entry point (``python -m airgrid.kafka.local``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m airgrid.devkafka",
+        prog="python -m airgrid.kafka.local",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

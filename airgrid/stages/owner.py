@@ -36,16 +36,16 @@ from typing import Any
 
 import orjson
 
-from airgrid.agents.outbox import published_ids
 from airgrid.domain import tasks as machine
+from airgrid.kafka.readback import published_ids
 from airgrid.models.alarms import AlarmEvent
+from airgrid.models.codecs import dead_letter, encode, first_line, text_of
 from airgrid.models.dlq import Origin
 from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
-from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.codecs import dead_letter, encode, first_line, text_of
-from airgrid.streams.durable import acknowledged, event_now, send_now, writing_as
-from airgrid.streams.failures import Retrier
+from airgrid.patches.durable import acknowledged, event_now, send_now, writing_as
+from airgrid.worker.app import AirgridApp, Runtime
+from airgrid.worker.retry import Retrier
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 200  # task changes per group commit

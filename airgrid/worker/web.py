@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from airgrid.streams.app import AirgridApp, Runtime
+from airgrid.worker.app import AirgridApp, Runtime
 
 
 def register(app: AirgridApp, rt: Runtime) -> None:

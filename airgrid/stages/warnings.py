@@ -22,9 +22,9 @@ import orjson
 from pydantic import ValidationError
 
 from airgrid.domain.detection.warnings import WarningBoard
+from airgrid.kafka.topics import kafka_client_options
 from airgrid.models.warnings import PollutionWarning, WarningLevel
-from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.topics import kafka_client_options
+from airgrid.worker.app import AirgridApp, Runtime
 
 log = logging.getLogger(__name__)
 

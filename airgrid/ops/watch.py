@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from airgrid.config.settings import Settings
-from airgrid.streams.topics import TopicNames, kafka_client_options
+from airgrid.kafka.topics import TopicNames, kafka_client_options
 
 COLOURS = {
     "red": "31",

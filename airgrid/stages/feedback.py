@@ -7,12 +7,12 @@ from typing import Any
 
 from airgrid.domain.intake import Rejection, parse_feedback
 from airgrid.domain.tasks import station_of_task
+from airgrid.models.codecs import encode, text_of
 from airgrid.models.dlq import Origin
 from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import FeedbackCommand
-from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.codecs import encode, text_of
-from airgrid.streams.failures import Retrier
+from airgrid.worker.app import AirgridApp, Runtime
+from airgrid.worker.retry import Retrier
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def register(app: AirgridApp, rt: Runtime) -> None:
     async def intake(stream: Any) -> None:
         async for event in stream.events():
             # invalid feedback is refused inside ``handle``; anything else that fails is retried,
-            # never refused (streams/failures.py)
+            # never refused (worker/retry.py)
             await retrier.run("feedback", event, lambda: handle(event))  # noqa: B023
 
     app.agent(source, name="airgrid.feedback", concurrency=1)(intake)

@@ -23,13 +23,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from airgrid.kafka.topics import kafka_client_options
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.dlq import DeadLetter
 from airgrid.models.feedback import Feedback, FeedbackRejected
 from airgrid.models.tasks import TaskEvent
 from airgrid.sinks.sql import Batch, Letter, SqlProjection, make_engine
-from airgrid.streams.app import AirgridApp, Runtime
-from airgrid.streams.topics import kafka_client_options
+from airgrid.worker.app import AirgridApp, Runtime
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0

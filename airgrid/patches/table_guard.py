@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airgrid.sinks.metrics import Metrics
+from airgrid.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -35,7 +34,7 @@ Commands:
   kafka run|fetch|check|stop   the local development broker
 
 Settings come from AIRGRID_* environment variables and the config file (AIRGRID_CONFIG_FILE);
-see the README for the table. Faust's own commands (agents, tables, send, ...) also work.
+see the README for the table.
 """
 
 
@@ -64,7 +63,7 @@ def _run(coro_factory: Callable[[Settings], object]) -> int:
 def cmd_demo(argv: list[str]) -> int:
     import os
 
-    from airgrid.streams.demo import run_demo
+    from airgrid.demo import run_demo
 
     p = argparse.ArgumentParser(
         prog="airgrid demo",
@@ -143,7 +142,7 @@ def cmd_simulate(argv: list[str]) -> int:
 
 
 def cmd_watch(argv: list[str]) -> int:
-    from airgrid.streams.watch import watch
+    from airgrid.ops.watch import watch
 
     p = argparse.ArgumentParser(
         prog="airgrid watch",
@@ -156,7 +155,7 @@ def cmd_watch(argv: list[str]) -> int:
 
 
 def cmd_topics(argv: list[str]) -> int:
-    from airgrid.streams.topics import ensure_topics
+    from airgrid.kafka.topics import ensure_topics
 
     argparse.ArgumentParser(
         prog="airgrid topics", description="Create the airgrid topics that are missing."
@@ -209,12 +208,27 @@ def cmd_backtest(argv: list[str]) -> int:
 
 
 def cmd_kafka(argv: list[str]) -> int:
-    from airgrid.devkafka import main as kafka_main
+    from airgrid.kafka.local import main as kafka_main
 
     return kafka_main(argv)
 
 
+def cmd_worker(argv: list[str]) -> int:
+    from airgrid.worker import StartError, run
+
+    p = argparse.ArgumentParser(prog="airgrid worker", description="Run the stream processor.")
+    p.add_argument("-l", "--loglevel", default="info", help="log level (default info)")
+    a = p.parse_args(argv)
+    settings = _settings_or_exit()
+    try:
+        return run(settings, a.loglevel)
+    except StartError as exc:
+        print(f"airgrid: {exc}", file=sys.stderr)
+        return exc.code
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "worker": cmd_worker,
     "demo": cmd_demo,
     "simulate": cmd_simulate,
     "watch": cmd_watch,
@@ -227,47 +241,13 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
-def run_faust(argv: list[str]) -> None:
-    """Faust's CLI on the app built from the settings (``airgrid worker`` and friends)."""
-    from airgrid.domain.directory import DirectoryError
-    from airgrid.domain.escalation import PolicyError
-    from airgrid.domain.rules import RulesError
-    from airgrid.streams.app import create_app
-    from airgrid.streams.topics import TopicsError, ensure_topics
-
-    settings = _settings_or_exit()
-    try:
-        app = create_app(settings)
-    except (DirectoryError, RulesError, PolicyError) as exc:
-        print(f"airgrid: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if argv[:1] == ["worker"]:
-        try:
-            asyncio.run(asyncio.wait_for(ensure_topics(settings), 60))
-        except TopicsError as exc:
-            print(f"airgrid: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        except Exception as exc:
-            print(
-                f"airgrid: cannot reach Kafka at {settings.broker} (AIRGRID_BROKER): "
-                f"{type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-            raise SystemExit(1) from None
-    sys.argv = ["airgrid", *argv]
-    # The directory and rule tables live as long as the worker: keep them out of the garbage
-    # collector's full passes (measured: 150-250 ms pauses with 100,000 stations, halved by this).
-    gc.collect()
-    gc.freeze()
-    app.main()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(OWN_HELP)
         raise SystemExit(0)
     command = COMMANDS.get(args[0])
-    if command is not None:
-        raise SystemExit(command(args[1:]))
-    run_faust(args)
+    if command is None:
+        print(f"airgrid: no command {args[0]!r} (airgrid --help lists them)", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(command(args[1:]))

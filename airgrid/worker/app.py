@@ -23,10 +23,10 @@ from airgrid.domain.directory import Directory
 from airgrid.domain.escalation import PolicyBook, load_policy_book
 from airgrid.domain.intake import Limits
 from airgrid.domain.rules import RuleCatalogue, load_rules
-from airgrid.sinks.metrics import Metrics
-from airgrid.streams.durable import FlushingConsumer, StreamFlowControl, TrackingProducer
-from airgrid.streams.tableguard import TableGuard
-from airgrid.streams.topics import TABLES, TopicNames
+from airgrid.kafka.topics import TABLES, TopicNames
+from airgrid.metrics import Metrics
+from airgrid.patches.durable import FlushingConsumer, StreamFlowControl, TrackingProducer
+from airgrid.patches.table_guard import TableGuard
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class AirgridApp(faust.App):  # type: ignore[misc]
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
-        # a resume while the streams flow keeps what they have queued (streams/durable.py)
+        # a resume while the streams flow keeps what they have queued (patches/durable.py)
         return StreamFlowControl(self, loop=self.loop)
 
     def _create_directories(self) -> None:
@@ -145,7 +145,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
         origin="airgrid",
     )
     app.runtime = rt
-    # commit offsets only after Kafka has what their events wrote (streams/durable.py)
+    # commit offsets only after Kafka has what their events wrote (patches/durable.py)
     app.transport.Consumer = FlushingConsumer  # type: ignore[misc]  # this one transport only
     app.transport.Producer = TrackingProducer  # type: ignore[misc]
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -153,9 +153,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> AirgridApp
     for attr, name in n.__dict__.items():
         rt.topics[attr] = app.topic(name, partitions=s.topic_partitions, **raw)
 
-    from airgrid.agents import deadlines, feedback, ingest, owner, projection
-    from airgrid.agents import warnings as warnings_agent
-    from airgrid.streams import web
+    from airgrid.stages import deadlines, feedback, ingest, owner, projection
+    from airgrid.stages import warnings as warnings_agent
+    from airgrid.worker import web
 
     warnings_agent.register(app, rt)
     ingest.register(app, rt)

@@ -1,1 +1,0 @@
-"""Thin Faust agents, one module per stage; each calls pure functions in ``airgrid.domain``."""

@@ -1,1 +1,0 @@
-"""The Faust app, topic catalogue, codecs and CLI wiring."""
