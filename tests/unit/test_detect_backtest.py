@@ -11,12 +11,14 @@ import pytest
 from airgrid.domain import aqi
 from airgrid.domain.backtest import main, read_rows
 from airgrid.streams.cli import COMMANDS
+from tests.helpers import REPO
 
 HEADER = (
     '"No","year","month","day","hour","PM2.5","PM10","SO2","NO2","CO","O3",'
     '"TEMP","PRES","DEWP","RAIN","wd","WSPM","station"'
 )
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "beijing"
+# real hourly data, December 2016 and January 2017, in the repository (tests/data/README.md)
+BEIJING = REPO / "tests" / "data" / "beijing"
 
 
 def write_csv(path: Path, station: str, pm25: list[str], day: int = 1, month: int = 12) -> Path:
@@ -93,7 +95,7 @@ def test_not_a_beijing_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_real_beijing_january_2017(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = SHARED / "PRSA_Data_Dongsi_20130301-20170228.csv"
+    src = BEIJING / "PRSA_Data_Dongsi_20161201-20170131.csv"
     lines = src.read_text(encoding="utf-8").splitlines()
     month = [lines[0], *(line for line in lines[1:] if ",2017,1," in line)]
     part = tmp_path / "dongsi-2017-01.csv"
@@ -102,3 +104,4 @@ def test_real_beijing_january_2017(tmp_path: Path, capsys: pytest.CaptureFixture
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if line.startswith("Dongsi"))
     assert row.split()[1] == "2017-01" and int(row.split()[2]) > 700 and int(row.split()[3]) > 0
+
