@@ -187,3 +187,19 @@ def test_the_updates_settings_are_validated_with_a_one_line_error() -> None:
 def test_the_shipped_catalogue_sets_the_contract() -> None:
     rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
     assert (rs.worse_factor, rs.heartbeat_s) == (2.0, 86400.0)
+
+
+def test_watch_says_why_an_update_was_sent(tmp_path: Any) -> None:
+    from zoneinfo import ZoneInfo
+
+    from airgrid.config.settings import load_settings
+    from airgrid.streams.topics import TopicNames
+    from airgrid.streams.watch import Formatter
+
+    _, events = feed([100.0, 250.0, 30.0, 30.0], rules(PM25))
+    fmt = Formatter(TopicNames.of(load_settings(store="memory", data_dir=tmp_path)), ZoneInfo("UTC"), False)
+    lines = [fmt.line("alarms", json.loads(e.model_dump_json())) for e in events]
+    assert lines[1].startswith("ALARM updated ST001  pm25_1h: pm25 250.0") and lines[1].endswith(
+        "[major] (worse)"
+    )
+    assert lines[0].endswith("[major]") and lines[2].endswith("[major]")
