@@ -11,7 +11,8 @@ WORKDIR /app
 # README.m[d]: copied when present (pyproject names it), no error when absent.
 COPY pyproject.toml README.m[d] ./
 COPY airgrid ./airgrid
-RUN pip install . \
+# with the PostgreSQL driver: AIRGRID_DATABASE_URL=postgresql+psycopg://... works as the README says
+RUN pip install ".[postgres]" \
     && useradd --create-home --uid 10001 airgrid \
     && mkdir -p /app/var/airgrid \
     && chown -R airgrid /app/var
@@ -25,8 +26,10 @@ ENV AIRGRID_WEB_HOST=0.0.0.0 \
 EXPOSE 6066
 VOLUME ["/app/var"]
 
+# Liveness, not readiness: /health (= /health/ready) answers 503 during every rebalance or table
+# recovery, and an orchestrator that read that as dead would restart healthy workers in a loop.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
-    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('AIRGRID_WEB_PORT', '6066'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('AIRGRID_WEB_PORT', '6066'), timeout=4)"]
 
 ENTRYPOINT ["airgrid"]
 CMD ["worker", "--loglevel", "info"]

@@ -1,4 +1,5 @@
-"""``airgrid demo``: the whole loop on a local broker, with live output. Ctrl-C stops it all."""
+"""``airgrid demo``: the whole loop on a local broker, with live output. Ctrl-C stops it all, and
+so do SIGTERM (``kill``, a service manager) and SIGHUP (the terminal closed)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from airgrid.config.settings import DATA_DIR, Settings, load_settings
@@ -20,9 +22,38 @@ from airgrid.kafka.topics import ensure_topics
 from airgrid.ops.watch import watch
 from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_stations, run_workers
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
 
 def _say(text: str) -> None:
-    print(f"\x1b[1m==> {text}\x1b[0m" if sys.stdout.isatty() else f"==> {text}", flush=True)
+    # after a SIGHUP the terminal may be gone: a failed print must not skip stopping what we started
+    with contextlib.suppress(OSError, ValueError):
+        print(f"\x1b[1m==> {text}\x1b[0m" if sys.stdout.isatty() else f"==> {text}", flush=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP cancel the demo's task, as Ctrl-C does, so that its ``finally`` stops
+    the worker and the broker (both run in their own sessions: no signal reaches them but ours).
+    Python's default for either signal ends the process at once and leaves both running. Only the
+    first signal cancels: a second one must not interrupt the stopping. Yields the signals seen."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    seen: list[int] = []
+
+    def stop(signum: int) -> None:
+        seen.append(signum)
+        if len(seen) == 1 and task is not None:
+            _say(f"{signal.Signals(signum).name}: stopping")
+            task.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        yield seen
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -63,6 +94,17 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 
 async def run_demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or SIGHUP (exit code 128 + the signal number)."""
+    with _stop_on_signals() as seen:
+        try:
+            return await _demo(base, broker_given, cfg)
+        except asyncio.CancelledError:
+            if not seen:
+                raise  # Ctrl-C: asyncio.run turns it into KeyboardInterrupt
+            return 128 + seen[0]
+
+
+async def _demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
     root = base.data_dir.parent / "demo"
     if root.exists():
         shutil.rmtree(root)  # every demo starts from a clean broker and clean tables

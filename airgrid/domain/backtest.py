@@ -110,12 +110,21 @@ class Result:
     by_rule: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     events: list[AlarmEvent] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)  # opened/updated/cleared
+    changes: Counter[str] = field(default_factory=Counter)  # why each `updated` was sent
+    still_open: set[str] = field(default_factory=set)  # alarm ids opened and not (yet) cleared
 
     def add(self, event: AlarmEvent) -> None:
         month = event.opened_at.astimezone(CST).strftime("%Y-%m")
         t = self.tallies[(event.station_id, month)]
         t.events += 1
+        self.kinds[event.kind] += 1
+        if event.kind == "updated":
+            self.changes[event.change or "?"] += 1
+        elif event.kind == "cleared":
+            self.still_open.discard(event.alarm_id)
         if event.kind == "opened":
+            self.still_open.add(event.alarm_id)
             self.by_rule[event.rule_id] += 1
             t.rules[event.rule_id] += 1
             if event.route == "grid":
@@ -226,6 +235,19 @@ def render(result: Result, out: IO[str]) -> None:
     for rule, n in sorted(result.by_rule.items(), key=lambda kv: -kv[1]):
         print(f"  {rule:<24} {n:>7}", file=out)
     print("reading outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items())), file=out)
+    print(summary(result), file=out)
+
+
+def summary(result: Result) -> str:
+    """Alarm events per episode, why updates were sent, and episodes the data left open."""
+    opened, total = result.kinds["opened"], sum(result.kinds.values())
+    why = ", ".join(f"{k} {v:,}" for k, v in result.changes.most_common())
+    per = f"{total / opened:.2f}" if opened else "-"
+    return (
+        f"alarm events: {total:,} for {opened:,} episodes ({per} per episode): "
+        f"opened {opened:,}, updated {result.kinds['updated']:,}{f' ({why})' if why else ''}, "
+        f"cleared {result.kinds['cleared']:,}; still open at the end of the data: {len(result.still_open):,}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,4 +301,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["HOURLY_INDICATORS", "Result", "Row", "main", "read_rows", "render", "run"]
+__all__ = ["HOURLY_INDICATORS", "Result", "Row", "main", "read_rows", "render", "run", "summary"]

@@ -175,6 +175,28 @@ class Profile(BaseModel):
     overrides: dict[str, dict[str, float]] = Field(default_factory=dict, description="rule id -> field")
 
 
+class Updates(BaseModel):
+    """When an open episode sends ``updated`` on the alarms topic (docs/topics.md): on a material
+    change only, and otherwise at most once per ``heartbeat_hours`` of event time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worse_factor: float = Field(
+        2.0,
+        ge=1,
+        le=100,
+        description="a value above worse_factor x the worst value already sent is a new worst "
+        "(2: it doubled; 1: any new worst value)",
+    )
+    heartbeat_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 7,
+        description="hours of event time without an event after which an episode whose condition "
+        "still holds sends a heartbeat `updated` (0: none)",
+    )
+
+
 class RuleCatalogue(BaseModel):
     """All rules of a deployment."""
 
@@ -187,6 +209,7 @@ class RuleCatalogue(BaseModel):
     gb3095: Literal["auto", "gb3095-2012", "gb3095-2026", "gb3095-2026-final"] = "auto"
     limits: dict[Gb3095, dict[Pollutant, dict[str, float]]] = Field(default_factory=dict)
     profiles: dict[WarningLevel, Profile] = Field(default_factory=dict)
+    updates: Updates = Field(default_factory=Updates)
     rules: tuple[AnyRule, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -9,16 +9,31 @@ from pydantic import Field
 from airgrid.models.common import Message, Pollutant, Severity, StationId, Timestamp
 
 AlarmKind = Literal["opened", "updated", "cleared"]
+# why an `updated` was sent, most significant first (docs/topics.md)
+AlarmChange = Literal["severity", "category", "period", "worse", "heartbeat"]
 AlarmRoute = Literal["grid", "operations"]
 
 
 class AlarmEvent(Message):
     """One change of an alarm episode of (station, pollutant, rule)."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = Field(
+        2, description="2 adds `change`; airgrid writes 2 (1: events written before it)"
+    )
     event_id: str = Field(description="unique and deterministic: replays give the same id")
     alarm_id: str = Field(description="the episode: station, rule, pollutant and opening hour")
-    kind: AlarmKind
+    kind: AlarmKind = Field(
+        description="opened: the condition started; updated: a material change (see change), or a "
+        "heartbeat while the episode lasts; cleared: the condition ended (with hysteresis)"
+    )
+    change: AlarmChange | None = Field(
+        None,
+        description="why an `updated` was sent: severity (the rule's severity changed), category (the "
+        "AQI category changed), period (another averaging period, e.g. the next calendar day), worse "
+        "(a new worst value, the rules' updates.worse_step above the worst value sent before), "
+        "heartbeat (nothing material for updates.heartbeat_hours of event time); null for opened "
+        "and cleared",
+    )
     station_id: StationId
     rule_id: str
     pollutant: Pollutant | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from airgrid.ops.common import BAD_INPUT, UNREACHABLE, OpsError, fail, first_line, projection_engine, settings
@@ -59,7 +60,7 @@ def _report(a: argparse.Namespace) -> int:
         raise OpsError(f"{exc} ({s.grid_file})", BAD_INPUT) from None
     engine = projection_engine(s)
     try:
-        report = build(a.kind, period, directory, engine, a.grid)
+        report = build(a.kind, period, directory, engine, a.grid, now=datetime.now(UTC))
     except Exception as exc:
         raise OpsError(f"cannot read the projection: {first_line(exc)}", UNREACHABLE) from None
     text = render(report, a.format)

@@ -60,7 +60,7 @@ class Formatter:
                 f"{self.c(colour, 'ALARM ' + data['kind']):<8} {data['station_id']:<6} "
                 f"{data['rule_id']}: {data['pollutant']} {data['value']} "
                 f"(limit {data['threshold']}) hour {self.t(data['window_start'])} "
-                f"[{data['severity']}]"
+                f"[{data['severity']}]" + (f" ({data['change']})" if data.get("change") else "")
             )
         if topic == n.task_events:
             kind = data["type"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,25 +15,19 @@ from airgrid.reports.periods import Period
 from airgrid.sinks.sql.queries import dlq_counts
 from airgrid.sinks.sql.schema import task_events
 
-LEVEL = {"weekly": 3, "monthly": 2, "quarterly": 1, "assessment": 3}
+LEVEL = {kind: level for kind, (_, level) in compute.ROWS.items()}
 TITLES = {
     "weekly": "Weekly patrol report per level-3 grid",
     "monthly": "Monthly dispatch summary per level-2 grid",
     "quarterly": "Quarterly bulletin per level-1 grid",
     "assessment": "Yearly grid assessment (level-3 grids)",
 }
-FIGURES = {
-    "weekly": compute.weekly,
-    "monthly": compute.monthly,
-    "quarterly": compute.quarterly,
-    "assessment": compute.assessment,
-}
-# (title, value column) of the bar charts of the HTML report
-CHARTS = {
-    "weekly": [("Tasks dispatched", "tasks"), ("Patrols (on-site visits)", "patrols")],
-    "monthly": [("Tasks dispatched", "dispatched"), ("Escalated to level 2", "escalated_to_l2")],
-    "quarterly": [("Tasks", "tasks"), ("Closure rate", "closure_rate")],
-    "assessment": [("Score (0-100)", "score"), ("On-time feedback rate", "on_time_rate")],
+# (title, value column, fixed scale maximum or None for the largest value) of the HTML charts
+CHARTS: dict[str, list[tuple[str, str, float | None]]] = {
+    "weekly": [("Tasks dispatched", "tasks", None), ("Patrols (on-site visits)", "patrols", None)],
+    "monthly": [("Tasks dispatched", "dispatched", None), ("Escalated tasks", "escalated", None)],
+    "quarterly": [("Tasks", "tasks", None), ("Closure rate", "closure_rate", 1.0)],
+    "assessment": [("Score (0-100)", "score", 100.0), ("On-time feedback rate", "on_time_rate", 1.0)],
 }
 
 
@@ -48,7 +43,11 @@ class Report:
     city: str
     scope: str
     rows: list[dict[str, Any]]
-    charts: list[tuple[str, str]]
+    charts: list[tuple[str, str, float | None]]
+    total: dict[str, Any] | None = None  # the row of every grid in scope together
+    previous: Period | None = None  # the period the changes are against
+    cutoff: datetime | None = None  # when the overdue tasks were overdue
+    overdue: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: list[dict[str, Any]] = field(default_factory=list)  # quarterly: data quality
 
@@ -75,7 +74,16 @@ def load_facts(engine: Engine, period: Period) -> list[compute.TaskFacts]:
         return compute.fold(dict(r._mapping) for r in conn.execute(q))
 
 
-def build(kind: str, period: Period, directory: Directory, engine: Engine, grid: str | None) -> Report:
+def build(
+    kind: str,
+    period: Period,
+    directory: Directory,
+    engine: Engine,
+    grid: str | None,
+    now: datetime | None = None,
+) -> Report:
+    """The report of ``period``; ``now`` (the clock) cuts the overdue list off while the period
+    runs (None: at the period's end)."""
     level = LEVEL[kind]
     scope = grids_in_scope(directory, level, grid)
     facts = load_facts(engine, period)
@@ -88,22 +96,41 @@ def build(kind: str, period: Period, directory: Directory, engine: Engine, grid:
             or any(period.contains(t) for t in (*f.patrols, *f.submissions, f.closed_at))
         }
         scope = sorted(active)
-    rows = FIGURES[kind](facts, period, scope)
+    rows = compute.figures(kind, facts, period, scope)
+    previous = period.previous()
+    before = load_facts(engine, previous)  # as that period's report showed them
+    compute.add_changes(kind, rows, compute.figures(kind, before, previous, scope))
     for r in rows:
         g = directory.grids.get(r["grid"])
         r["name"] = g.name if g else "(not in the directory)"
+    where = f"grid {grid} ({directory.grids[grid].name})" if grid else "whole city"
+    # the whole city's total when no grid is given, whatever grids were active in either period
+    city = None if grid is None else scope
+    total = compute.total(kind, facts, period, city)
+    compute.add_changes(kind, [total], [compute.total(kind, before, previous, city)])
+    total["name"] = where
+    cutoff = period.end if now is None else min(period.end, now)
     report = Report(
         kind,
         TITLES[kind],
         period,
         directory.city,
-        f"grid {grid} ({directory.grids[grid].name})" if grid else "whole city",
+        where,
         rows,
         CHARTS[kind],
+        total=total if rows else None,
+        previous=previous,
+        cutoff=cutoff,
+        overdue=compute.overdue(facts, cutoff, level, city),
     )
     report.notes.append(
         "On time: first feedback at or before the deadline the task was dispatched with. "
-        "Tasks count in the period they were dispatched in."
+        "Tasks count in the period they were dispatched in; escalated: those escalated (to level 2 "
+        "or on to level 1) before the period's end. Figures are as of the end of the period."
+    )
+    report.notes.append(
+        f"Changes are against {previous.label}, as its report showed them; rate changes in "
+        "percentage points (pp)."
     )
     if kind == "assessment":
         report.notes.append(

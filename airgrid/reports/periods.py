@@ -40,6 +40,24 @@ class Period:
     def contains(self, t: datetime | None) -> bool:
         return t is not None and self.start <= t < self.end
 
+    def previous(self) -> Period:
+        """The period of the same kind just before this one (what its change is measured against)."""
+        last = self.first_day - timedelta(days=1)
+        if self.kind == "week":
+            first = self.first_day - timedelta(days=7)
+            year, week, _ = first.isocalendar()
+            label = f"{year}-W{week:02d}"
+        elif self.kind == "month":
+            first = last.replace(day=1)
+            label = f"{first.year}-{first.month:02d}"
+        elif self.kind == "quarter":
+            first = last.replace(day=1, month=last.month - 2)
+            label = f"{first.year}-Q{last.month // 3}"
+        else:
+            first = date(self.first_day.year - 1, 1, 1)
+            label = str(first.year)
+        return Period(self.kind, label, first, self.first_day, self.zone)
+
 
 def parse_period(report: str, text: str, zone: ZoneInfo) -> Period:
     kind = KINDS[report]

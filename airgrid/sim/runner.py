@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +49,27 @@ class SimStats:
     started: float = field(default_factory=time.perf_counter)
 
 
+@dataclass
+class EventClock:
+    """The simulated stations' event time: ``step`` per tick while it is behind the wall clock
+    (a compressed replay of the past), then one step per ``step`` of wall time. Each reading
+    averages the ``step`` that ends at its ``observed_at``, so a step is never sent twice and never
+    before it has ended: once caught up, a tick that has no ended step sends nothing (a reading at
+    every tick stamped "now" would re-send the same hour again and again, each claiming a full
+    step, and the worker would re-evaluate that hour with every one of them)."""
+
+    t: datetime
+    step: timedelta
+
+    def advance(self, now: datetime) -> datetime | None:
+        """The end of the next step, or None when that is still in the future."""
+        nxt = self.t + self.step
+        if nxt > now:
+            return None
+        self.t = nxt
+        return nxt
+
+
 async def _producer(settings: Settings) -> Any:
     from aiokafka import AIOKafkaProducer
 
@@ -57,29 +78,39 @@ async def _producer(settings: Settings) -> Any:
     return producer
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 async def run_stations(
-    settings: Settings, directory: Directory, cfg: SimConfig, stats: SimStats | None = None
+    settings: Settings,
+    directory: Directory,
+    cfg: SimConfig,
+    stats: SimStats | None = None,
+    *,
+    clock: Callable[[], datetime] = _wall_clock,
+    producer: Any = None,
 ) -> SimStats:
-    """Tick the fleet: one reading per station per tick, event time compressed, never ahead of
-    the wall clock."""
+    """Tick the fleet: one reading per station per tick for each step of event time that has
+    ended (``EventClock``), compressed while behind the wall clock, never ahead of it.
+    ``producer`` (an aiokafka producer's ``send``/``stop``) is made from ``settings`` if None."""
     stats = stats or SimStats()
     names = TopicNames.of(settings)
     rng = random.Random(cfg.seed)
     ids = sorted(directory.stations)[: cfg.stations]
-    now = datetime.now(UTC)
-    start = (now - timedelta(hours=cfg.hours_back)).replace(minute=0, second=0, microsecond=0)
+    start = (clock() - timedelta(hours=cfg.hours_back)).replace(minute=0, second=0, microsecond=0)
     fleet: list[SimStation] = demo_fleet(ids, start, cfg.seed)
-    producer = await _producer(settings)
-    t = start
+    producer = producer if producer is not None else await _producer(settings)
+    event_time = EventClock(start, timedelta(minutes=cfg.step_minutes))
     tick = 0
     try:
         while cfg.ticks is None or tick < cfg.ticks:
-            t += timedelta(minutes=cfg.step_minutes)
-            t = min(t, datetime.now(UTC))
-            for st in fleet:
-                r = st.reading(t, cfg.step_minutes * 60, rng)
-                await producer.send(names.readings, key=st.station_id.encode(), value=encode(r))
-                stats.readings += 1
+            t = event_time.advance(clock())
+            if t is not None:
+                for st in fleet:
+                    r = st.reading(t, cfg.step_minutes * 60, rng)
+                    await producer.send(names.readings, key=st.station_id.encode(), value=encode(r))
+                    stats.readings += 1
             tick += 1
             if cfg.malformed_every and tick % cfg.malformed_every == 0:
                 bad = MALFORMED[(tick // cfg.malformed_every) % len(MALFORMED)]

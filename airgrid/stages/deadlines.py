@@ -63,10 +63,7 @@ class Sweeper:
         await self.ask_to_resend(stuck, now)
         if len(self.emitted) > 100_000:
             self.emitted.clear()
-        gauge = rt.metrics.open_tasks
-        gauge.clear()
-        for (l1, state), count in states.items():
-            gauge.labels(l1, state).set(count)
+        rt.metrics.set_open_tasks(states)
         rt.metrics.sweeper_lag.set(lag)
         return sent
 

@@ -109,12 +109,16 @@ def _credentials(settings: Settings) -> Any:
 
 def build_runtime(settings: Settings, metrics: Metrics | None = None, clock: Clock = utc_now) -> Runtime:
     """Load and validate the data files named by the settings."""
+    directory = Directory.load(settings.grid_file)
+    rules = load_rules(settings.rules_file)
+    metrics = metrics or Metrics()
+    metrics.initialise(directory, rules)  # every known series at 0 from the start
     return Runtime(
         settings=settings,
-        directory=Directory.load(settings.grid_file),
-        rules=load_rules(settings.rules_file),
+        directory=directory,
+        rules=rules,
         policies=load_policy_book(settings.policy_file),
-        metrics=metrics or Metrics(),
+        metrics=metrics,
         names=TopicNames.of(settings),
         clock=clock,
     )

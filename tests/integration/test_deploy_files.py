@@ -34,10 +34,13 @@ GRAFANA = REPO / "deploy" / "grafana"
 DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDER = GRAFANA / "provisioning" / "dashboards" / "airgrid.yml"
 DASHBOARD = GRAFANA / "dashboards" / "airgrid.json"
-METRICS_PY = REPO / "airgrid" / "sinks" / "metrics.py"
+METRICS_PY = REPO / "airgrid" / "metrics.py"
+RUNBOOK = REPO / "docs" / "runbook.md"
+DOCKERFILE = REPO / "Dockerfile"
 
 SERVICES = {"kafka", "prometheus", "grafana"}
-DS_UID = "prometheus"
+DS_UID = "prometheus"  # the provisioned data source; the dashboard picks it through ${datasource}
+DS_VAR = {"type": "prometheus", "uid": "${datasource}"}
 
 # --- metric names and labels from airgrid/sinks/metrics.py --------------------------------------
 
@@ -68,9 +71,13 @@ def _metric_series() -> dict[str, frozenset[str]]:
 
 
 SERIES = _metric_series()
-# Series that Prometheus itself adds for every target; allowed in alerts, not on the dashboard.
-SYNTHETIC = {"up": frozenset({"job", "instance", "service"})}
 TARGET_LABELS = frozenset({"job", "instance", "service"})
+# Series that Prometheus itself adds for every target, and the process collector's of metrics.py.
+SYNTHETIC = {"up": TARGET_LABELS}
+PROCESS = {
+    name: frozenset()
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds")
+}
 
 # --- a small PromQL reader: metric names, functions, label names ---------------------------------
 
@@ -302,6 +309,30 @@ def test_compose_kafka_listeners_for_containers_and_host() -> None:
     assert "ZOOKEEPER" not in text.upper()
 
 
+def test_compose_secure_defaults() -> None:
+    """Topic auto-creation is off (the worker creates its topics at start) and every published
+    port, the worker's included, binds to the host's loopback unless the user says otherwise."""
+    services = compose_services()
+    assert str(services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]) == "false"
+    published = [(name, str(port)) for name, svc in services.items() for port in svc.get("ports", [])]
+    assert ("airgrid", "${AIRGRID_PUBLISH_ADDRESS:-127.0.0.1}:6066:6066") in published
+    for name, port in published:
+        default = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", port)  # what compose uses when unset
+        assert default.startswith("127.0.0.1:"), f"{name}: {port} is published beyond loopback"
+
+
+def test_dockerfile_installs_postgres_and_checks_liveness() -> None:
+    """The image can use the README's postgresql+psycopg:// URL, and its health check asks for
+    liveness: /health is readiness (503 during a rebalance), which is no reason to kill a worker."""
+    text = DOCKERFILE.read_text()
+    assert re.search(r'pip install "?\.\[postgres\]"?', text)
+    assert re.search(
+        r'^postgres = \["psycopg\[binary\]==[\d.]+"\]', (REPO / "pyproject.toml").read_text(), re.M
+    )
+    health = next(line for line in text.splitlines() if line.strip().startswith("CMD") and "health" in line)
+    assert "/health/live" in health
+
+
 def test_compose_line_scanner_agrees_with_pyyaml() -> None:
     """The fallback scanner reads the same facts as PyYAML (kept honest where PyYAML is installed)."""
     assert yaml is not None
@@ -400,7 +431,7 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
     assert 36 <= board["schemaVersion"] <= 41
     panels = list(_panels(board["panels"]))
     rows = [p["title"] for p in panels if p["type"] == "row"]
-    assert rows == ["Intake", "Alarms", "Tasks", "Health"]
+    assert rows == ["Workers", "Intake", "Alarms", "Tasks", "Health"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
 
@@ -412,13 +443,14 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
         if panel["type"] == "row":
             assert not panel.get("targets"), panel["title"]
             continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": DS_UID}, panel["title"]
+        assert panel["datasource"] == DS_VAR, panel["title"]
         assert panel.get("targets"), f"{panel['title']}: no targets"
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs)), f"{panel['title']}: duplicate refIds"
         for target in panel["targets"]:
-            assert target.get("datasource", {}).get("uid") == DS_UID, panel["title"]
-            problems += [f"{panel['title']}: {p}" for p in check_expr(target.get("expr", ""), SERIES)]
+            assert target.get("datasource") == DS_VAR, panel["title"]
+            allowed = {**SERIES, **SYNTHETIC, **PROCESS}
+            problems += [f"{panel['title']}: {p}" for p in check_expr(target.get("expr", ""), allowed)]
             used |= promql_names(target.get("expr", ""))[0]
     assert problems == []
 
@@ -439,6 +471,40 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
         "airgrid_projection_errors_total",
     ):
         assert family in used, f"{family} is on no panel"
+
+
+def test_dashboard_variables_scope_every_query() -> None:
+    """A data source variable (no hard-coded uid), a worker (`instance`) variable that every
+    query honours, a level-1 grid variable on the open tasks, percent panels fixed to 0-100 %."""
+    board = dashboard()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
+    assert variables["instance"]["query"] == 'label_values(up{job="airgrid"}, instance)'
+    assert variables["grid_l1"]["query"] == "label_values(airgrid_open_tasks, grid_l1)"
+    for name in ("instance", "grid_l1"):
+        v = variables[name]
+        assert v["datasource"] == DS_VAR and v["includeAll"] and v["multi"] and v["allValue"] == ".*"
+    assert f'"uid": "{DS_UID}"' not in json.dumps(board)  # no hard-coded data source uid
+    grid_panels = 0
+    for panel in _panels(board["panels"]):
+        for target in panel.get("targets", []):
+            for m in _SELECTOR.finditer(target["expr"]):
+                assert 'instance=~"$instance"' in m[2], (panel["title"], target["expr"])
+                if m[1] == "airgrid_open_tasks":
+                    assert 'grid_l1=~"$grid_l1"' in m[2]
+                    grid_panels += 1
+            if not _SELECTOR.search(target["expr"]):
+                raise AssertionError(f"{panel['title']}: an unscoped query {target['expr']!r}")
+        defaults = panel.get("fieldConfig", {}).get("defaults", {})
+        if defaults.get("unit") == "percentunit":
+            assert (defaults.get("min"), defaults.get("max")) == (0, 1), panel["title"]
+    assert grid_panels >= 1
+    titles = {p["title"]: p for p in _panels(board["panels"])}
+    up = titles["Workers up"]["targets"][0]["expr"]
+    assert up.startswith('up{job="airgrid"')
+    assert {"Version", "Uptime", "Resident memory", "CPU (cores)"} <= set(titles)
 
 
 def test_dashboard_on_time_ratio_and_quantiles() -> None:
@@ -482,10 +548,13 @@ def test_grafana_datasource_provisioning() -> None:
 
 ALERTS_WANTED = {
     "AirgridWorkerDown",
+    "AirgridIntakeStalled",
     "AirgridDLQRateHigh",
     "AirgridEscalationsRising",
+    "AirgridEscalatedToLevel1",
     "AirgridSweeperLagging",
     "AirgridProjectionErrors",
+    "AirgridProjectionLagging",
     "AirgridConsumerLagHigh",
     "AirgridInternalError",
     "AirgridTableUnusable",
@@ -529,14 +598,11 @@ def test_prometheus_config_scrapes_worker_every_5s() -> None:
         jobs = {job["job_name"]: job for job in config["scrape_configs"]}
         job = jobs["airgrid"]
         assert job["scrape_interval"] == "5s"
-        targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-        assert targets == ["host.docker.internal:6066"]
         assert job.get("metrics_path", "/metrics") == "/metrics"
         assert config["rule_files"] == ["alerts.yml"]
     else:
         block = text.split("job_name: airgrid", 1)[1].split("job_name:", 1)[0]
         assert re.search(r"^\s*scrape_interval:\s*5s\s*$", block, re.M)
-        assert '"host.docker.internal:6066"' in block
         assert re.search(r"^rule_files:\s*\n\s*-\s*alerts\.yml\s*$", text, re.M)
 
 
@@ -548,6 +614,34 @@ def test_alert_rules_cover_the_command_centre() -> None:
     assert problems == []
     assert 'up{job="airgrid"}' in rules["AirgridWorkerDown"]
     assert "> 60" in rules["AirgridSweeperLagging"]
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub and GitLab give a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    anchors = {_slug(m[1]) for m in re.finditer(r"^## (.+)$", RUNBOOK.read_text(), re.M)}
+    for rule in (r for g in groups for r in g["rules"]):
+        url = rule["annotations"]["runbook_url"]
+        template = '{{ or $externalLabels.runbook_base "docs/runbook.md" }}#'
+        assert url == template + rule["alert"].lower(), rule["alert"]
+        assert rule["alert"].lower() in anchors, f"docs/runbook.md has no section for {rule['alert']}"
+    assert len(anchors) >= len([r for g in groups for r in g["rules"]])
+
+
+def test_prometheus_scrapes_the_compose_worker_by_its_service_name() -> None:
+    """dns_sd on the service name: every replica of the worker profile, and no target (so no
+    AirgridWorkerDown) while the profile is off."""
+    job = next(
+        j for j in yaml.safe_load(PROM_CONFIG.read_text())["scrape_configs"] if j["job_name"] == "airgrid"
+    )
+    (sd,) = job["dns_sd_configs"]
+    assert (sd["names"], sd["type"], sd["port"]) == (["airgrid"], "A", 6066)
+    worker = compose_services()["airgrid"]
+    assert worker["profiles"] == ["worker"] and worker["environment"]["AIRGRID_WEB_PORT"] == "6066"
 
 
 def test_alert_line_reader_agrees_with_pyyaml() -> None:
@@ -571,3 +665,83 @@ def test_promtool_checks_config_and_rules(record_property: Any) -> None:
         result = _promtool(*args)
         assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     record_property("promtool", "ran")
+
+
+def _restart_exposition(initialised: bool) -> dict[str, list[dict[str, str]]]:
+    """The label sets of the counters a worker exposes right after its start."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from airgrid.config.settings import DATA_DIR
+    from airgrid.domain.directory import Directory
+    from airgrid.domain.rules import load_rules
+    from airgrid.metrics import Metrics
+
+    m = Metrics(CollectorRegistry())
+    if initialised:
+        m.initialise(Directory.load(DATA_DIR / "grids.json"), load_rules(DATA_DIR / "rules.toml"))
+    found: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(m.render().decode()):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append(dict(sample.labels))
+    return found
+
+
+def _series(name: str, labels: dict[str, str]) -> str:
+    inner = ", ".join(f'{k}="{v}"' for k, v in {**labels, "job": "airgrid", "instance": "w1:6066"}.items())
+    return f"{name}{{{inner}}}"
+
+
+def _expected(alert: str) -> dict[str, Any]:
+    """The labels and annotations an alert without templated text fires with (runbook default)."""
+    rule = next(
+        r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"] if r["alert"] == alert
+    )
+    notes = dict(rule["annotations"]) | {"runbook_url": f"docs/runbook.md#{alert.lower()}"}
+    assert not [v for v in notes.values() if "{{" in v], notes
+    return {
+        "exp_labels": dict(rule["labels"]),
+        "exp_annotations": {k: " ".join(v.split()) for k, v in notes.items()},
+    }
+
+
+def test_alerts_fire_on_what_a_restarted_worker_exposes(tmp_path: Path) -> None:
+    """Issue 15: AirgridEscalatedToLevel1 never fired for the first level-1 escalation after a
+    restart, AirgridIntakeStalled never for a restarted worker that receives nothing: their
+    counters appeared only on first use. promtool runs the shipped rules over the series a freshly
+    started worker really exposes (Metrics.initialise), then one escalation / no reading at all."""
+    exposed = _restart_exposition(initialised=True)
+    escalation = [x for x in exposed.get("airgrid_escalations_total", []) if x == {"level": "1"}]
+    readings = exposed.get("airgrid_readings_total", [])
+    assert escalation and len(readings) >= 5, "a started worker must expose these counters at 0"
+    assert not _restart_exposition(initialised=False).get("airgrid_escalations_total")
+    series = [{"series": _series("airgrid_escalations_total", x), "values": "0x5 1x30"} for x in escalation]
+    series += [{"series": _series("airgrid_readings_total", x), "values": "0x40"} for x in readings]
+    test = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "4m", "alertname": "AirgridEscalatedToLevel1", "exp_alerts": []},
+                    {
+                        "eval_time": "8m",
+                        "alertname": "AirgridEscalatedToLevel1",
+                        "exp_alerts": [_expected("AirgridEscalatedToLevel1")],
+                    },
+                    {
+                        "eval_time": "30m",
+                        "alertname": "AirgridIntakeStalled",
+                        "exp_alerts": [_expected("AirgridIntakeStalled")],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "restart_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    assert shutil.which("promtool"), "promtool missing: run scripts/ensure_prometheus.sh"
+    result = _promtool("test", "rules", str(path))
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"

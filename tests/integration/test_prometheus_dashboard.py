@@ -26,7 +26,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "airgrid.json"
 # Grafana's variables, as a person looking at the dashboard right after the activity would set them
-VARIABLES = {"$__rate_interval": "20s", "$__range": "5m", "$alarm_kind": ".*"}
+VARIABLES = {
+    "$__rate_interval": "20s",
+    "$__range": "5m",
+    "$alarm_kind": ".*",
+    "$instance": ".*",
+    "$grid_l1": ".*",
+}
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:

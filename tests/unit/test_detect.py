@@ -134,17 +134,16 @@ def test_flagged_values_do_not_dilute_the_average() -> None:
 
 
 def test_one_alarm_per_episode_with_hysteresis() -> None:
-    # above, above, between (keeps open), calm, above again, calm, calm -> cleared
+    # above, above, between (keeps open), calm, above again, calm, calm -> cleared; nothing in
+    # between is material (no new worst value twice the first), so no `updated`
     values = (100, 90, 70, 50, 80, 55, 60)
     _, alarms, _ = feed(hourly(*values))
-    assert [(a.kind, a.value, a.window_start) for a in alarms] == [
-        ("opened", 100.0, at(0)),
-        ("updated", 90.0, at(1)),
-        ("updated", 80.0, at(4)),
-        ("cleared", 60.0, at(6)),
+    assert [(a.kind, a.value, a.window_start, a.change) for a in alarms] == [
+        ("opened", 100.0, at(0), None),
+        ("cleared", 60.0, at(6), None),
     ]
     assert {a.alarm_id for a in alarms} == {"ST001:pm25_1h:20260301T0000Z"}
-    assert [a.event_id for a in alarms] == [f"ST001:pm25_1h:20260301T0000Z:{i}" for i in (1, 2, 3, 4)]
+    assert [a.event_id for a in alarms] == [f"ST001:pm25_1h:20260301T0000Z:{i}" for i in (1, 2)]
     assert all(a.opened_at == at(0) and a.emitted_at == NOW for a in alarms)
 
 
@@ -192,28 +191,40 @@ def hour_values(draw: st.DrawFn) -> list[float]:
     return draw(st.lists(st.sampled_from([10.0, 59.0, 60.0, 61.0, 75.0, 76.0, 200.0]), max_size=30))
 
 
-@given(hour_values(), st.integers(1, 3))
-def test_episodes_follow_the_reference_model(values: list[float], clear_hours: int) -> None:
+@given(hour_values(), st.integers(1, 3), st.sampled_from([0.0, 3.0, 24.0]), st.sampled_from([1.0, 2.0]))
+def test_episodes_follow_the_reference_model(
+    values: list[float], clear_hours: int, heartbeat: float, factor: float
+) -> None:
+    """opened once; updated only for a new worst value above factor x the worst value sent, or
+    as a heartbeat when nothing was sent for ``heartbeat`` hours while the condition holds;
+    cleared after ``clear_hours`` calm hours."""
     rule = RULE.model_copy(update={"clear_hours": clear_hours})
-    _, alarms, _ = feed(hourly(*values), rules=RuleCatalogue(rules=(rule,)))
-    expected: list[str] = []
-    open_, calm = False, 0
-    for v in values:
+    rules = RuleCatalogue(rules=(rule,), updates={"worse_factor": factor, "heartbeat_hours": heartbeat})
+    _, alarms, _ = feed(hourly(*values), rules=rules)
+    expected: list[tuple[str, float, str | None]] = []
+    open_, calm, worst, sent = False, 0, 0.0, 0
+    for hour, v in enumerate(values):
         if v > 75:
-            expected.append("updated" if open_ else "opened")
+            if not open_:
+                expected.append(("opened", v, None))
+                worst, sent = v, hour
+            elif v > worst * factor:
+                expected.append(("updated", v, "worse"))
+                worst, sent = v, hour
+            elif heartbeat and hour - sent >= heartbeat:
+                expected.append(("updated", v, "heartbeat"))
+                sent = hour
             open_, calm = True, 0
         elif open_ and v <= 60:
             calm += 1
             if calm == clear_hours:
-                expected.append("cleared")
+                expected.append(("cleared", v, None))
                 open_, calm = False, 0
         elif open_:
             calm = 0
-    assert [a.kind for a in alarms] == expected
+    assert [(a.kind, a.value, a.change) for a in alarms] == expected
     # replay from scratch: same ids
-    assert [a.event_id for a in feed(hourly(*values), rules=RuleCatalogue(rules=(rule,)))[1]] == [
-        a.event_id for a in alarms
-    ]
+    assert [a.event_id for a in feed(hourly(*values), rules=rules)[1]] == [a.event_id for a in alarms]
 
 
 # --- duplicates and late data -------------------------------------------------------------------

@@ -4,19 +4,26 @@ per station and month, and one-line errors."""
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from airgrid.cli.main import COMMANDS
+from airgrid.config.settings import DATA_DIR
 from airgrid.domain import aqi
-from airgrid.domain.backtest import main, read_rows
+from airgrid.domain.backtest import Row, main, read_rows, run
+from airgrid.domain.detection.compiled import compile_rules
+from airgrid.domain.rules import RuleCatalogue, load_rules, parse_rules
+from airgrid.models.alarms import AlarmEvent
+from tests.helpers import REPO
 
 HEADER = (
     '"No","year","month","day","hour","PM2.5","PM10","SO2","NO2","CO","O3",'
     '"TEMP","PRES","DEWP","RAIN","wd","WSPM","station"'
 )
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "beijing"
+# real hourly data, December 2016 and January 2017, in the repository (tests/data/README.md)
+BEIJING = REPO / "tests" / "data" / "beijing"
 
 
 def write_csv(path: Path, station: str, pm25: list[str], day: int = 1, month: int = 12) -> Path:
@@ -93,7 +100,7 @@ def test_not_a_beijing_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_real_beijing_january_2017(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = SHARED / "PRSA_Data_Dongsi_20130301-20170228.csv"
+    src = BEIJING / "PRSA_Data_Dongsi_20161201-20170131.csv"
     lines = src.read_text(encoding="utf-8").splitlines()
     month = [lines[0], *(line for line in lines[1:] if ",2017,1," in line)]
     part = tmp_path / "dongsi-2017-01.csv"
@@ -102,3 +109,64 @@ def test_real_beijing_january_2017(tmp_path: Path, capsys: pytest.CaptureFixture
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if line.startswith("Dongsi"))
     assert row.split()[1] == "2017-01" and int(row.split()[2]) > 700 and int(row.split()[3]) > 0
+
+
+def _beijing_rows() -> list[Row]:
+    files = sorted(BEIJING.glob("PRSA_Data_*.csv"))
+    assert len(files) == 3, files
+    return [row for f in files for row in read_rows(f)]
+
+
+def _clean_days(rows: list[Row], days: int = 3) -> list[Row]:
+    """Clean air after the data ends (values vary, so no flat line), to see every episode clear."""
+    last = max(r.end for r in rows)
+    return [
+        Row(
+            station,
+            last + timedelta(hours=h),
+            {"pm25": 8.0 + h % 5, "pm10": 20.0 + h % 7, "no2": 20.0 + h % 3},
+        )
+        for station in sorted({r.station for r in rows})
+        for h in range(1, 24 * days + 1)
+    ]
+
+
+def test_real_winter_alarm_events_per_episode() -> None:
+    """Issue 15: replaying real hourly data flooded subscribers with ~30 events per episode
+    (every hourly evaluation of an open episode was an `updated`). Under the shipped contract
+    two winter months of three Beijing stations give at most 4 events per episode, and the
+    episodes open and clear exactly as when every evaluation was sent."""
+    rows = _beijing_rows()
+    rows += _clean_days(rows)
+    rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
+    shipped = run(rows, rs, keep_events=True)
+    flood = run(rows, compile_rules(_every_evaluation()), keep_events=True)
+    opened = shipped.kinds["opened"]
+    assert opened > 300  # a heavy winter: hundreds of episodes
+    assert sum(shipped.kinds.values()) / opened <= 4.0
+    assert sum(flood.kinds.values()) / opened > 20  # the flood the contract replaced
+    assert not shipped.still_open  # clean air clears every episode opened
+
+    def lifecycle(events: list[AlarmEvent]) -> list[tuple[str, str, object, object]]:
+        return [(e.alarm_id, e.kind, e.window_start, e.value) for e in events if e.kind != "updated"]
+
+    assert lifecycle(shipped.events) == lifecycle(flood.events)
+    assert all(e.change is not None for e in shipped.events if e.kind == "updated")
+
+
+def _every_evaluation() -> RuleCatalogue:
+    """The shipped catalogue with a heartbeat at every evaluation: the old flood of updates."""
+    shipped = load_rules(DATA_DIR / "rules.toml")
+    return parse_rules(
+        shipped.model_dump(mode="json", exclude_defaults=False)
+        | {"updates": {"worse_factor": 1.0, "heartbeat_hours": 0.0003}}
+    )
+
+
+def test_backtest_prints_events_per_episode(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(f) for f in sorted(BEIJING.glob("PRSA_Data_*.csv"))]
+    assert main([*files, "--quiet"]) == 0
+    summary = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("alarm events:"))
+    assert " per episode): opened " in summary and "still open at the end of the data: " in summary
+    per = float(summary.split("(")[1].split()[0])
+    assert 1.0 < per <= 4.0

@@ -181,10 +181,10 @@ def test_shipped_rules_alarm_on_co_above_its_1h_limit() -> None:
     """CO above the GB 3095 1 h limit (10 mg/m3) is an exceedance for grid workers, not an
     instrument fault: the shipped CO ceiling sits above every CO limit."""
     rs = compile_rules(load_rules(DATA_DIR / "rules.toml"))
-    _, events, _ = run(hours(T0, [12.0, 13.5], pollutant="co"), rs)
-    assert [(e.rule_id, e.kind, e.route, e.value) for e in events] == [
-        ("co_1h_gb3095", "opened", "grid", 12.0),
-        ("co_1h_gb3095", "updated", "grid", 13.5),
+    _, events, _ = run(hours(T0, [12.0, 13.5, 24.5], pollutant="co"), rs)
+    assert [(e.rule_id, e.kind, e.route, e.value, e.change) for e in events] == [
+        ("co_1h_gb3095", "opened", "grid", 12.0, None),
+        ("co_1h_gb3095", "updated", "grid", 24.5, "worse"),  # 13.5 is no new worst: not twice 12
     ]
 
 
@@ -319,20 +319,23 @@ def test_alarm_aqi_2012_uses_the_24h_pm_average() -> None:
 def test_epa_standard_by_setting() -> None:
     rule = {"id": "pm25_1h", "pollutant": "pm25", "threshold": 75}
     rs = compile_rules(cat(rule), aqi_standard="epa-2024")
-    _, events, _ = run(hours(T0, [100.0, 120.0, 130.0]), rs)
-    e = events[-1]  # NowCast needs 2 of the last 3 hours
+    _, events, _ = run(hours(T0, [100.0, 120.0, 230.0]), rs)
+    e = events[-1]  # NowCast needs 2 of the last 3 hours; 230 is a new worst (over 2 x 100)
     assert e.aqi_standard == "epa-2024" and e.category is not None and e.aqi is not None and e.aqi > 150
 
 
 def test_aqi_category_rule_opens_at_the_level_and_clears_below_it() -> None:
     rule = {"id": "aqi5", "kind": "aqi_category", "min_level": 5, "clear_hours": 1}
     start = datetime(2026, 6, 1, tzinfo=UTC)  # 2026: real-time PM from the 1 h value
-    readings = [rd(start + timedelta(hours=i + 1), pm25=v, **FULL) for i, v in enumerate([100, 160, 200, 80])]
+    values = [100, 160, 200, 240, 300, 200, 80]
+    readings = [rd(start + timedelta(hours=i + 1), pm25=v, **FULL) for i, v in enumerate(values)]
     _, events, _ = run(readings, rs_of(rule))
-    assert [(e.kind, e.value, e.category_level) for e in events] == [
-        ("opened", 210.0, 5),
-        ("updated", 250.0, 5),
-        ("cleared", 119.0, 3),
+    assert [(e.kind, e.value, e.category_level, e.change) for e in events] == [
+        ("opened", 210.0, 5, None),
+        # 250 and 290 (level 5) are no material change; level 6 is a worse category
+        ("updated", 350.0, 6, "category"),
+        # back to level 5 is not worse: nothing until the condition ends
+        ("cleared", 119.0, 3, None),
     ]
 
 
@@ -427,8 +430,7 @@ def test_flatline_after_n_identical_readings_and_clear_on_change() -> None:
     readings = [rd(T0 + timedelta(minutes=10 * (i + 1)), 600, pm25=v) for i, v in enumerate(values)]
     _, events, _ = run(readings, rs_of(FLAT))
     assert [(e.kind, e.route, e.pollutant, e.period) for e in events] == [
-        ("opened", "operations", "pm25", "reading"),
-        ("updated", "operations", "pm25", "reading"),
+        ("opened", "operations", "pm25", "reading"),  # the same value again is nothing new
         ("cleared", "operations", "pm25", "reading"),
     ]
     low = [rd(T0 + timedelta(minutes=10 * (i + 1)), 600, pm25=3.0) for i in range(8)]
@@ -531,10 +533,7 @@ def test_duplicates_are_recognised_within_grace() -> None:
     rs = rs_of(PM25_1H, grace_s=7200)
     readings = hours(T0, [100.0, 90.0])
     _, events, outcomes = run([*readings, readings[0]], rs)
-    assert outcomes == ["accepted", "accepted", "duplicate"] and kinds(events) == [
-        ("pm25_1h", "opened"),
-        ("pm25_1h", "updated"),
-    ]
+    assert outcomes == ["accepted", "accepted", "duplicate"] and kinds(events) == [("pm25_1h", "opened")]
 
 
 def test_state_stays_bounded_over_weeks() -> None:
@@ -582,6 +581,7 @@ def test_every_event_of_the_shipped_rules_is_a_valid_message() -> None:
     state, events, _ = run(readings, rs)
     events += engine.check_silence(state, "ST001", rs, (NOW + timedelta(hours=2)).timestamp())
     assert {e.rule_id for e in events} >= {"pm25_1h_severe", "aqi_severe", "impossible", "station_silent"}
+    assert ("updated", "worse") in {(e.kind, e.change) for e in events}
     for e in events:
         checked = AlarmEvent.model_validate_json(e.model_dump_json())
         assert checked == e

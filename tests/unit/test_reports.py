@@ -11,11 +11,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from airgrid.config.settings import DATA_DIR
+from airgrid.domain.directory import Directory
 from airgrid.ops.cli_report import cmd_report
+from airgrid.reports.build import build
 from airgrid.reports.compute import grade, score
 from airgrid.reports.periods import PeriodError, parse_period
+from airgrid.reports.render import render
 from airgrid.sinks.sql import SqlProjection, make_engine
-from tests.sql_support import letters, week_story
+from tests.sql_support import DAY, START, letters, week_story
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -68,16 +72,16 @@ def test_periods_parse_in_local_time() -> None:
 
 def test_weekly_per_level3_grid(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
     r = rows(capsys, "weekly", "--period", "2026-W47")
-    assert set(r) == {"L3-010102", "L3-010109", "L3-010505"}
+    assert set(r) == {"L3-010102", "L3-010109", "L3-010505", "Total"}
     a, b, c = r["L3-010102"], r["L3-010109"], r["L3-010505"]
-    assert (a["tasks"], a["patrols"], a["feedback"], a["on_time"], a["closed"], a["open_at_end"]) == (
-        "2", "3", "3", "2", "2", "0"
-    )  # fmt: skip
-    assert (b["tasks"], b["on_time"], b["reminders"], b["escalations"], b["open_at_end"]) == (
+    got = (a["tasks"], a["patrols"], a["feedback"], a["on_time"], a["closed_in_period"], a["open_at_end"])
+    assert got == ("2", "3", "3", "2", "2", "0")
+    # escalated: tasks, not escalation steps (b once, e twice: two tasks)
+    assert (b["tasks"], b["on_time"], b["reminders"], b["escalated"], b["open_at_end"]) == (
         "2",
         "0",
         "2",
-        "3",
+        "2",
         "1",
     )
     assert (c["tasks"], c["open_at_end"], c["on_time_rate"]) == ("1", "1", "0.0")
@@ -88,7 +92,7 @@ def test_weekly_per_level3_grid(projection: str, capsys: pytest.CaptureFixture[s
 def test_monthly_per_level2_grid(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
     r = rows(capsys, "monthly", "--period", "2026-11")
     m = r["L2-0101"]
-    assert (m["dispatched"], m["critical"], m["major"], m["escalated_to_l2"], m["escalated_to_l1"]) == (
+    assert (m["dispatched"], m["critical"], m["major"], m["escalated"], m["escalated_to_l1"]) == (
         "4", "1", "3", "2", "1"
     )  # fmt: skip
     assert (m["closed"], m["on_time_rate"], m["median_feedback_h"], m["name"]) == (
@@ -164,3 +168,127 @@ def test_unreachable_database_is_exit_1(
     monkeypatch.setenv("AIRGRID_DATABASE_URL", f"sqlite:///{tmp_path / 'missing.db'}")
     code, _, err = run(capsys, "weekly", "--period", "2026-W47")
     assert code == 1 and "no projection database at" in err
+
+
+# --- issue 15: reports a manager would forward -------------------------------------------------
+
+
+def test_escalated_means_the_same_in_every_report(
+    projection: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The W47 tasks b (escalated once) and e (escalated twice, up to level 1) are two escalated
+    tasks whichever report counts them; the weekly report counted three escalation steps."""
+    weekly = rows(capsys, "weekly", "--period", "2026-W47")
+    monthly = rows(capsys, "monthly", "--period", "2026-11")
+    quarterly = rows(capsys, "quarterly", "--period", "2026-Q4")
+    yearly = rows(capsys, "assessment", "--period", "2026")
+    assert weekly["L3-010109"]["escalated"] == yearly["L3-010109"]["escalated"] == "2"
+    totals = [r["Total"]["escalated"] for r in (weekly, monthly, quarterly, yearly)]
+    assert totals == ["2", "2", "2", "2"]
+    assert monthly["Total"]["escalated_to_l1"] == "1"
+
+
+def test_city_total_row_recomputes_rates(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    total = rows(capsys, "weekly", "--period", "2026-W47")["Total"]
+    assert (total["name"], total["tasks"], total["on_time"], total["on_time_rate"]) == (
+        "whole city",
+        "5",
+        "2",
+        "0.4",
+    )
+    assert (total["patrols"], total["reminders"], total["open_at_end"]) == ("4", "2", "2")
+    monthly = rows(capsys, "monthly", "--period", "2026-11")["Total"]
+    assert (monthly["level3_grids"], monthly["median_feedback_h"]) == ("3", "5.0")  # not sums
+    yearly = rows(capsys, "assessment", "--period", "2026")["Total"]
+    assert (yearly["tasks"], yearly["score"], yearly["grade"], yearly["rank"]) == ("6", "45.8", "D", "")
+    # scoped: the total of the grids in scope only
+    scoped = rows(capsys, "monthly", "--period", "2026-11", "--grid", "L1-01")["Total"]
+    assert scoped["dispatched"] == "6" and scoped["name"] == "grid L1-01 (Tianshan)"
+
+
+def test_change_against_the_previous_period(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    w48 = rows(capsys, "weekly", "--period", "2026-W48")
+    # W48: one task at L3-010505 (W47: one), the city 1 against 5
+    assert (w48["L3-010505"]["tasks_change"], w48["Total"]["tasks_change"]) == ("0", "-4")
+    assert w48["Total"]["on_time_rate_change"] == "-0.4"  # 0 of 1 against 2 of 5
+    assert rows(capsys, "weekly", "--period", "2026-W47")["Total"]["on_time_rate_change"] == ""  # W46: none
+    code, out, _ = run(capsys, "weekly", "--period", "2026-W48")
+    assert code == 0 and "vs 2026-W47" in out and "-40 pp" in out
+    assert "Changes are against 2026-W47" in out
+
+
+PREVIOUS_X = [
+    ("weekly", "2026-W01", "2025-W52"),
+    ("weekly", "2026-W47", "2026-W46"),
+    ("monthly", "2026-01", "2025-12"),
+    ("quarterly", "2026-Q1", "2025-Q4"),
+    ("quarterly", "2026-Q4", "2026-Q3"),
+    ("assessment", "2026", "2025"),
+]
+
+
+def test_previous_periods_are_adjacent() -> None:
+    for kind, text, label in PREVIOUS_X:
+        period = parse_period(kind, text, SHANGHAI)
+        before = period.previous()
+        assert before.label == label and before.end_day == period.first_day
+        assert before == parse_period(kind, label, SHANGHAI)
+
+
+def test_overdue_tasks_listed_at_the_periods_end_or_now(
+    projection: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "weekly", "--period", "2026-W47")
+    assert code == 0 and "Overdue tasks at 2026-11-23 00:00 (Asia/Shanghai): 2" in out
+    lines = out.splitlines()
+    listed = lines[lines.index(next(x for x in lines if x.startswith("Overdue tasks"))) + 3 :][:2]
+    # still-open c (acknowledged, its deadline passed) and e (never answered, now at level 1)
+    assert listed[0].split()[:5] == ["T-ST003-202611180200", "ST003", "L3-010505", "3", "acknowledged"]
+    assert listed[1].split()[:5] == ["T-ST002-202611200200", "ST002", "L1-01", "1", "dispatched"]
+    assert listed[0].endswith("3 d 14 h") and listed[1].endswith("38 h")
+    # while the week runs, the list is as of now: mid-week only c was overdue
+    engine = make_engine(projection)
+    directory = Directory.load(DATA_DIR / "grids.json")
+    week = parse_period("weekly", "2026-W47", SHANGHAI)
+    mid = build("weekly", week, directory, engine, None, now=START + 4 * DAY)
+    assert [t["task_id"] for t in mid.overdue] == ["T-ST003-202611180200"]
+    assert mid.overdue[0]["overdue_h"] == 24.0 and mid.cutoff == START + 4 * DAY
+    # a grid's report lists only its own tasks
+    code, out, _ = run(capsys, "weekly", "--period", "2026-W47", "--grid", "L2-0105")
+    assert "Overdue tasks at 2026-11-23 00:00 (Asia/Shanghai): 1" in out and "T-ST002" not in out
+    engine.dispose()
+
+
+def test_readable_headers_and_numbers_right_aligned(
+    projection: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "weekly", "--period", "2026-W47")
+    assert code == 0
+    lines = out.splitlines()
+    header = lines[2]
+    assert header.startswith("Grid") and "On-time rate" in header and "Reminders sent" in header
+    assert "_" not in header
+    for name in ("Tasks", "On-time rate", "Open at end"):
+        end = header.index(name) + len(name)  # a number column: its values end where its header ends
+        for row in lines[4:7] + lines[8:9]:
+            assert row[end - 1] != " " and (end == len(row) or row[end] == " "), (name, row)
+    assert lines[8].startswith("Total      whole city")  # the total row, after a rule
+    _, md, _ = run(capsys, "weekly", "--period", "2026-W47", "--format", "md")
+    head, align = md.splitlines()[4:6]
+    assert head.startswith("| Grid | Name | Tasks |")
+    assert align.startswith("|---|---|---:|") and "| **Total** | **whole city** |" in md
+
+
+def test_assessment_chart_is_scaled_to_100(projection: str, tmp_path: Path) -> None:
+    """The chart titled "Score (0-100)" drew the best grid's 92.5 as a full bar."""
+    engine = make_engine(projection)
+    directory = Directory.load(DATA_DIR / "grids.json")
+    report = build("assessment", parse_period("assessment", "2026", SHANGHAI), directory, engine, None)
+    page = render(report, "html")
+    score_chart = page.split("<svg")[1]
+    assert "Score (0-100)" in score_chart and 'width="370.0"' in score_chart  # 92.5 of 100 on 400 px
+    assert score_chart.count('class="grid"') == 5 and ">100</text>" in score_chart
+    rates = page.split("<svg")[2]
+    assert ">100%</text>" in rates and 'width="400.0"' in rates  # a 100 % rate fills its bar
+    assert "<tfoot><tr>" in page and '<td class="num">6</td>' in page
+    engine.dispose()

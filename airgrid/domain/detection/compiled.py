@@ -95,6 +95,10 @@ class RuleSet:
     version: str
     # no `impossible` rule: the engine still keeps negative values out of the averages
     screens_negative: bool = False
+    # `updated` only on a material change (see episodes.Emitter): a new worst value above
+    # worse_factor x the worst one sent, ...; else one heartbeat per heartbeat_s of event time (0: none)
+    worse_factor: float = 2.0
+    heartbeat_s: float = 86400.0
 
 
 def _thresholds(cat: RuleCatalogue, rule: ExceedanceRule | SustainedRule, scale: float) -> dict[str, Any]:
@@ -191,6 +195,8 @@ def compile_rules(
         aqi_standard=aqi_standard,
         version=cat.version,
         screens_negative=any(r.kind == "impossible" for r in per_reading),
+        worse_factor=cat.updates.worse_factor,
+        heartbeat_s=cat.updates.heartbeat_hours * 3600.0,
     )
     return rs
 

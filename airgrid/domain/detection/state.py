@@ -26,11 +26,18 @@ class Bucket:
 
 @dataclass(slots=True)
 class Episode:
+    """One open alarm episode, and what its subscribers were last told (``updated`` is sent only
+    on a material change against these, see ``episodes.Emitter``)."""
+
     alarm_id: str
     opened_at: float
-    seq: int = 0
-    peak: float = 0.0
+    seq: int = 0  # events sent (the last event_id's suffix)
+    peak: float = 0.0  # the worst value sent in an event
     calm: int = 0
+    sent: float = 0.0  # event time (window end) of the last event sent: the heartbeat clock
+    # what else the last event said, in four or five characters: severity rank, AQI category
+    # level (0: none), averaging period; e.g. "251h" (major, level 5, 1 h)
+    mark: str = ""
 
 
 @dataclass(slots=True)
@@ -74,7 +81,10 @@ class StationState:
             "r": {str(h): v for h, v in self.ring.items()},
             "f": self.flat,
             "ib": self.bad,
-            "e": {k: [e.alarm_id, e.opened_at, e.seq, e.peak, e.calm] for k, e in self.episodes.items()},
+            "e": {
+                k: [e.alarm_id, e.opened_at, e.seq, e.peak, e.calm, e.sent, e.mark]
+                for k, e in self.episodes.items()
+            },
             "dd": self.day_done,
             "src": self.source,
         }
@@ -93,7 +103,15 @@ class StationState:
             ring={int(h): dict(v) for h, v in raw.get("r", {}).items()},
             flat={p: list(v) for p, v in raw.get("f", {}).items()},
             bad=dict(raw.get("ib", {})),
-            episodes={k: Episode(v[0], v[1], v[2], v[3], v[4]) for k, v in raw.get("e", {}).items()},
+            episodes={k: _episode(v) for k, v in raw.get("e", {}).items()},
             day_done=raw.get("dd"),
             source=raw.get("src"),
         )
+
+
+def _episode(v: list[Any]) -> Episode:
+    """An episode from its stored list; one stored before ``sent``/``mark`` existed (five
+    fields) counts as last told at its opening, with nothing else known."""
+    if len(v) < 7:
+        return Episode(v[0], v[1], v[2], v[3], v[4], v[1], "")
+    return Episode(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
