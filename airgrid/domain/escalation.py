@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from airgrid.models.common import Severity
 from airgrid.models.tasks import Step
-
-WarningLevel = Literal["none", "blue", "yellow", "orange", "red"]
+from airgrid.models.warnings import WarningLevel
 
 
 class PolicyError(Exception):

@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from airgrid.models.common import Pollutant, Severity
+from airgrid.models.warnings import WarningLevel
 
-WarningLevel = Literal["none", "blue", "yellow", "orange", "red"]
 WARNING_LEVELS: tuple[WarningLevel, ...] = ("none", "blue", "yellow", "orange", "red")
 Period = Literal["1h", "8h", "24h", "day"]
 Gb3095 = Literal["gb3095-2012", "gb3095-2026", "gb3095-2026-final"]

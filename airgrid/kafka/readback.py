@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from airgrid.config.settings import Settings
-from airgrid.kafka.topics import kafka_client_options
+from airgrid.kafka.client import kafka_client_options
 
 log = logging.getLogger(__name__)
 TAIL = 500  # records read back from the end of the partition

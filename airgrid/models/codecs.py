@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel
 
 from airgrid.models.dlq import DeadLetter, Origin
+from airgrid.models.feedback import Feedback, FeedbackRejected
 
 PAYLOAD_LIMIT = 16_384
 
@@ -53,5 +54,28 @@ def dead_letter(
         key=key.decode("utf-8", errors="replace") if key is not None else None,
         payload=payload,
         payload_b64=b64,
+        at=at,
+    )
+
+
+def rejection(
+    *,
+    reason: str,
+    code: str,
+    at: datetime,
+    origin: Origin | None,
+    payload: bytes | None = None,
+    feedback: Feedback | None = None,
+) -> FeedbackRejected:
+    """Feedback refused, with what it said: its raw bytes if given, else the parsed feedback
+    re-encoded; the feedback's ids when it could be read."""
+    text = text_of(payload)[0] if payload is not None else (feedback.model_dump_json() if feedback else "")
+    return FeedbackRejected(
+        reason=reason,
+        reason_code=code,
+        feedback_id=feedback.feedback_id if feedback else None,
+        task_id=feedback.task_id if feedback else None,
+        origin=origin,
+        payload=text,
         at=at,
     )

@@ -160,11 +160,3 @@ class FeedbackCommand(Message):
     origin_partition: int
     origin_offset: int
     received_at: Timestamp
-
-
-class WorkerRef(Message):
-    """A worker and the grid it belongs to, as the directory knows it."""
-
-    worker_id: WorkerId
-    grid_id: GridId
-    level: GridLevel

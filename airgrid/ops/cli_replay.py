@@ -64,11 +64,14 @@ async def _replay(
 ) -> tuple[int, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from airgrid.kafka.topics import kafka_client_options
-    from airgrid.stages.projection import to_batch
-    from airgrid.worker.app import build_runtime
+    from airgrid.kafka.client import kafka_client_options
+    from airgrid.kafka.topics import TopicNames
+    from airgrid.metrics import Metrics
+    from airgrid.sinks.base import SinkRunner
+    from airgrid.sinks.sql.sink import ProjectionSink
 
-    rt = build_runtime(s)
+    # the worker's projection sink, driven by the same runner (a failed write is retried)
+    runner = SinkRunner(ProjectionSink(sink, TopicNames.of(s)), s, Metrics(), attempts=3)
     name = s.topic(topic)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, request_timeout_ms=15000, **kafka_client_options(s))
     try:
@@ -108,7 +111,8 @@ async def _replay(
                     if m.offset + 1 >= ends[tp]:
                         pending.discard(tp)
             if events:
-                new += await asyncio.to_thread(sink.write_batch, to_batch(events, rt))
+                written = await runner.write(events)
+                new += written.rows if written is not None else 0
                 read += len(events)
             if time.monotonic() - shown > 1 and sys.stderr.isatty():
                 print(f"\rreplay {name}: {read}/{total}", end="", file=sys.stderr)

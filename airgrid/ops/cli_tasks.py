@@ -170,7 +170,7 @@ def _feedback_of(a: argparse.Namespace) -> Feedback:
 def _send(s: Any, msg: Feedback) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from airgrid.kafka.topics import kafka_client_options
+    from airgrid.kafka.client import kafka_client_options
 
     async def go() -> None:
         producer = AIOKafkaProducer(acks="all", request_timeout_ms=15000, **kafka_client_options(s))

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from airgrid.config.settings import Settings
-from airgrid.kafka.topics import TopicNames, kafka_client_options
+from airgrid.kafka.client import kafka_client_options
+from airgrid.kafka.topics import TopicNames
 
 COLOURS = {
     "red": "31",

@@ -15,7 +15,8 @@ import orjson
 
 from airgrid.config.settings import Settings
 from airgrid.domain.directory import Directory
-from airgrid.kafka.topics import TopicNames, kafka_client_options
+from airgrid.kafka.client import kafka_client_options
+from airgrid.kafka.topics import TopicNames
 from airgrid.models.codecs import encode
 from airgrid.models.feedback import Feedback, Findings
 from airgrid.sim.stations import SimStation, demo_fleet

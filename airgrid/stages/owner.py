@@ -17,7 +17,7 @@ the events that are not there. A re-delivered command whose effect is in the tab
 (schedule id and step, feedback ids, alarm ids), so a deadline step is never applied twice under
 two versions.
 
-Group commit: the agent stages the changes of every event it has at hand (the stream's queue is
+Group commit: the stage stages the changes of every event the driver has at hand (the stream's queue is
 not empty) and makes them durable with one flush, then publishes all their events and waits for
 the acks once (``finish``). A task changed twice in a batch keeps one outbox with both changes'
 events in order. Faust may commit the staged events' offsets before ``finish``; the consumer waits
@@ -37,64 +37,127 @@ from typing import Any
 import orjson
 
 from airgrid.domain import tasks as machine
-from airgrid.kafka.readback import published_ids
+from airgrid.domain.detection.warnings import StationWarnings
+from airgrid.domain.directory import Directory
+from airgrid.domain.escalation import PolicyBook
+from airgrid.metrics import Metrics
 from airgrid.models.alarms import AlarmEvent
-from airgrid.models.codecs import dead_letter, encode, first_line, text_of
+from airgrid.models.codecs import encode, first_line, rejection
 from airgrid.models.dlq import Origin
-from airgrid.models.feedback import FeedbackRejected
 from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
-from airgrid.patches.durable import acknowledged, event_now, send_now, writing_as
-from airgrid.worker.app import AirgridApp, Runtime
-from airgrid.worker.retry import Retrier
+from airgrid.stages.ports import Clock, Delivery, Outlet, Table, refuse
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 200  # task changes per group commit
 BATCH_MAX_S = 0.05  # the oldest staged change waits at most this long before its flush
 
 
-class Owner:
-    """Applies one incoming event to the owner's tables, emitting task events first."""
+class TaskOwner:
+    """Applies alarms and commands to the owner's tables; task events leave through the outbox.
+
+    ``handle`` stages the change a message asks for (the task and its pending events stored
+    together); ``finish`` makes every staged change durable with one flush, publishes their events
+    and clears the outboxes (the group commit). The driver calls ``finish`` when ``due`` says so.
+    """
 
     def __init__(
         self,
-        rt: Runtime,
-        tasks: Any,
-        station_open: Any,
+        *,
+        tasks: Table,
+        station_open: Table,
+        events: Outlet,
+        rejected: Outlet,
+        alarms_dlq: Outlet,
+        commands_dlq: Outlet,
+        alarms_topic: str,
+        directory: Directory,
+        policies: PolicyBook,
+        warnings: StationWarnings,
+        metrics: Metrics,
+        clock: Clock,
         flush: Callable[[], Awaitable[None]],
+        co_notify_radius_km: float = 0.0,
         published: Callable[[bytes], Awaitable[set[str]]] | None = None,
         release: Callable[[], None] = lambda: None,
-        event_now: Callable[[], Any] = lambda: None,
+        current_event: Callable[[], Any] = lambda: None,
         writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
     ) -> None:
-        self.rt = rt
         self.tasks = tasks
         self.station_open = station_open
+        self.events = events
+        self.rejected = rejected
+        self.alarms_dlq = alarms_dlq
+        self.commands_dlq = commands_dlq
+        self.alarms_topic = alarms_topic
+        self.directory = directory
+        self.policies = policies
+        self.warnings = warnings
+        self.m = metrics
+        self.clock = clock
         self.flush = flush  # waits until every buffered message (changelogs too) is acked
+        self.co_notify_radius_km = co_notify_radius_km
         self.published = published  # event ids already in the key's task-events partition
         self.release = release  # sends the producer's lingering batches now
-        self.event_now = event_now  # the stream event being processed
+        self.current_event = current_event  # the stream event being processed (opaque)
         self.writing_as = writing_as  # table writes on behalf of that event (its partition)
-        self.m = rt.metrics
-        self.events_topic = rt.topics["task_events"]
-        self.rejected_topic = rt.topics["feedback_rejected"]
-        self.autocommit = True  # False: changes wait for ``finish`` (the agent's group commit)
         # task id -> its newest staged version (outbox not sent) and the event that staged it
         self.staged: dict[str, tuple[Task, Any]] = {}
         self.order: list[tuple[str, list[TaskEvent], tuple[str, ...]]] = []  # in staging order
+        self.first_staged_at = 0.0
+
+    async def handle(self, msg: Delivery) -> None:
+        """Stage what ``msg`` asks for. An unreadable message goes to its dead-letter topic; any
+        other failure raises (it is not the message's fault: the driver retries it)."""
+        try:
+            action = self.parse(msg)
+        except ValueError as exc:  # JSON or validation: the message itself is invalid
+            # only airgrid writes these topics; a bad message is a bug or a foreign writer
+            on_alarms = msg.topic == self.alarms_topic
+            reason = f"unreadable message on {msg.topic}: {first_line(exc)}"
+            outlet = self.alarms_dlq if on_alarms else self.commands_dlq
+            await refuse(outlet, msg, "unreadable", reason, self.clock())
+            self.m.dlq.labels("alarms" if on_alarms else "commands", "unreadable").inc()
+            return
+        if action is not None:
+            await action(self.clock())
+
+    def parse(self, msg: Delivery) -> Callable[[datetime], Awaitable[None]] | None:
+        """What the message asks of the owner; a ValueError when the message itself is invalid."""
+        data = orjson.loads(msg.value or b"")
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+        kind = data.get("kind")
+        if msg.topic == self.alarms_topic:
+            # only an opened grid alarm can dispatch or join a task: skip the rest unparsed
+            if kind != "opened" or data.get("route") != "grid":
+                return None
+            alarm = AlarmEvent.model_validate(data)
+            return lambda now: self.on_alarm(alarm, now)
+        if kind == "deadline":
+            deadline = DeadlineCommand.model_validate(data)
+            return lambda now: self.on_deadline(deadline, now)
+        if kind == "outbox":
+            outbox = OutboxCommand.model_validate(data)
+            return lambda now: self.on_outbox(outbox)
+        feedback = FeedbackCommand.model_validate(data)
+        return lambda now: self.on_feedback(feedback, now)
+
+    def due(self, queue_empty: bool, now: float) -> bool:
+        """Time for ``finish``: changes are staged and the stream has nothing more at hand, or the
+        batch is full, or its oldest change has waited ``BATCH_MAX_S`` (``now``: a monotonic
+        clock, as when the first change was staged)."""
+        return bool(self.order) and (
+            queue_empty or len(self.order) >= BATCH_MAX or now - self.first_staged_at >= BATCH_MAX_S
+        )
 
     def task(self, task_id: str) -> Task | None:
         raw = self.tasks.get(task_id)
         return Task.model_validate(raw) if raw else None
 
-    async def commit(self, task: Task, events: list[TaskEvent]) -> None:
-        """Store the task with its events pending; unless the agent groups commits, make that
-        durable, publish and clear the outbox now."""
-        self.stage(task, events)
-        if self.autocommit:
-            await self.finish()
-
     def stage(self, task: Task, events: list[TaskEvent]) -> None:
         """Store the task with its events pending (after those of this batch not yet sent)."""
+        if not self.order:
+            self.first_staged_at = asyncio.get_running_loop().time()
         station = task.station_id
         if task.is_open and self.station_open.get(station) != task.task_id:
             self.station_open[station] = task.task_id
@@ -103,7 +166,7 @@ class Owner:
         payloads = tuple(encode(ev).decode() for ev in events)
         stored = task.model_copy(update={"outbox": pending + payloads})
         self.tasks[task.task_id] = stored.model_dump(mode="json")
-        self.staged[task.task_id] = (stored, self.event_now())
+        self.staged[task.task_id] = (stored, self.current_event())
         self.order.append((station, events, payloads))
 
     @property
@@ -142,7 +205,7 @@ class Owner:
     async def publish(self, messages: Iterable[tuple[str, str]]) -> None:
         """Send (station, payload) pairs in order, keyed by station (each station's events keep
         their order), and wait for the broker's acks (acks=all)."""
-        pending = [await self.events_topic.send(key=st.encode(), value=p.encode()) for st, p in messages]
+        pending = [await self.events.send(key=st.encode(), value=p.encode()) for st, p in messages]
         self.release()
         for fut in pending:
             await fut
@@ -185,9 +248,9 @@ class Owner:
         if current is not None and current.is_open:
             task, events = machine.join(current, alarm, now)
             if events:
-                await self.commit(task, events)
+                self.stage(task, events)
             return
-        lineage = self.rt.directory.lineage(alarm.station_id)
+        lineage = self.directory.lineage(alarm.station_id)
         if lineage is None:
             log.error("alarm %s for station %s outside the directory", alarm.event_id, alarm.station_id)
             return
@@ -200,15 +263,15 @@ class Owner:
                 log.warning("task %s: pointer of station %s restored", task_id, alarm.station_id)
             await self.drain(task_id)
             return
-        # the warning in force over the station (hook), else the one its alarm's rules ran under
-        warning = self.rt.warning_level(alarm.station_id)
+        # the warning in force over the station, else the one its alarm's rules ran under
+        warning: str = self.warnings.level(alarm.station_id, now)
         if warning == "none":
             warning = str(getattr(alarm, "warning_level", "none") or "none")
-        policy = self.rt.policies.choose(alarm.severity, lineage.key_grid, warning)
-        radius = self.rt.settings.co_notify_radius_km
-        near = self.rt.directory.neighbours(alarm.station_id, radius) if radius > 0 else ()
+        policy = self.policies.choose(alarm.severity, lineage.key_grid, warning)
+        radius = self.co_notify_radius_km
+        near = self.directory.neighbours(alarm.station_id, radius) if radius > 0 else ()
         task, event = machine.dispatch(alarm, lineage, policy, now, co_notified=near, warning=warning)
-        await self.commit(task, [event])
+        self.stage(task, [event])
 
     async def on_deadline(self, cmd: DeadlineCommand, now: datetime) -> None:
         await self.drain(cmd.task_id)
@@ -221,7 +284,7 @@ class Owner:
             self.m.deadline_commands.labels("stale").inc()
             return
         self.m.deadline_commands.labels("applied").inc()
-        await self.commit(new, events)
+        self.stage(new, events)
 
     async def on_feedback(self, cmd: FeedbackCommand, now: datetime) -> None:
         fb = cmd.feedback
@@ -231,7 +294,7 @@ class Owner:
         if task is None:
             await self.reject(cmd, origin, "unknown_task", f"no task {fb.task_id}", now)
             return
-        worker = self.rt.directory.workers.get(fb.worker_id)
+        worker = self.directory.workers.get(fb.worker_id)
         if worker is None:
             await self.reject(
                 cmd,
@@ -241,11 +304,11 @@ class Owner:
                 now,
             )
             return
-        level = self.rt.directory.level_of_grid(worker.grid) or 0
+        level = self.directory.level_of_grid(worker.grid) or 0
         refusal = machine.authorise(task, fb.action, level, worker.grid)
         result: tuple[Task, list[TaskEvent]] | machine.Refusal = refusal or (task, [])
         if refusal is None:
-            policy = self.rt.policies.policies.get(task.policy) or self.rt.policies.choose(
+            policy = self.policies.policies.get(task.policy) or self.policies.choose(
                 task.severity, task.lineage.key_grid
             )
             result = machine.apply_feedback(task, fb, policy, now)
@@ -262,134 +325,17 @@ class Owner:
                 on_time = task.deadline_at is None or now <= task.deadline_at
                 self.m.feedback_on_time.labels("true" if on_time else "false").inc()
                 self.m.feedback_latency.observe((now - task.created_at).total_seconds())
-            await self.commit(new, events)
+            self.stage(new, events)
         else:
             self.m.feedback.labels(fb.action, "duplicate").inc()
 
     async def reject(
-        self,
-        cmd: FeedbackCommand | None,
-        origin: Origin | None,
-        code: str,
-        reason: str,
-        now: datetime,
-        payload: bytes | None = None,
+        self, cmd: FeedbackCommand, origin: Origin, code: str, reason: str, now: datetime
     ) -> None:
-        fb = cmd.feedback if cmd else None
-        text = text_of(payload)[0] if payload is not None else (fb.model_dump_json() if fb else "")
-        rejected = FeedbackRejected(
-            reason=reason,
-            reason_code=code,
-            feedback_id=fb.feedback_id if fb else None,
-            task_id=fb.task_id if fb else None,
-            origin=origin,
-            payload=text,
-            at=now,
-        )
-        key = fb.task_id.encode() if fb else None
-        await self.rejected_topic.send(key=key, value=encode(rejected))
-        self.m.feedback.labels(fb.action if fb else "unknown", "rejected").inc()
+        """Refuse a piece of feedback the task cannot take (the task is unchanged)."""
+        fb = cmd.feedback
+        refused = rejection(reason=reason, code=code, at=now, origin=origin, feedback=fb)
+        await self.rejected.send(key=fb.task_id.encode(), value=encode(refused))
+        self.m.feedback.labels(fb.action, "rejected").inc()
         self.m.dlq.labels("feedback", code).inc()
-        log.warning("feedback %s rejected: %s", fb.feedback_id if fb else "?", reason)
-
-
-def register(app: AirgridApp, rt: Runtime) -> None:
-    parts = rt.settings.topic_partitions
-    tasks = app.Table("tasks", default=None, partitions=parts, key_type=str)
-    station_open = app.Table("station-open-task", default=None, partitions=parts, key_type=str)
-    rt.tables["tasks"] = tasks
-    rt.tables["station_open"] = station_open
-
-    async def published(key: bytes) -> set[str]:
-        return await published_ids(rt.settings, rt.names.task_events, key)
-
-    owner = Owner(
-        rt,
-        tasks,
-        station_open,
-        lambda: acknowledged(app.producer),
-        published,
-        lambda: send_now(app.producer),
-        event_now,
-        writing_as,
-    )
-    alarms_name, commands_name = rt.names.alarms, rt.names.task_commands
-    channel = app.topic(alarms_name, commands_name, key_serializer="raw", value_serializer="raw")
-    retrier = Retrier(app, rt.metrics, give_up_s=rt.settings.internal_retry_seconds)
-
-    def parse(topic: str, value: bytes | None) -> Callable[[datetime], Awaitable[None]] | None:
-        """What the message asks of the owner; a ValueError when the message itself is invalid."""
-        data = orjson.loads(value or b"")
-        if not isinstance(data, dict):
-            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
-        kind = data.get("kind")
-        if topic == alarms_name:
-            # only an opened grid alarm can dispatch or join a task: skip the rest unparsed
-            if kind != "opened" or data.get("route") != "grid":
-                return None
-            alarm = AlarmEvent.model_validate(data)
-            return lambda now: owner.on_alarm(alarm, now)
-        if kind == "deadline":
-            deadline = DeadlineCommand.model_validate(data)
-            return lambda now: owner.on_deadline(deadline, now)
-        if kind == "outbox":
-            outbox = OutboxCommand.model_validate(data)
-            return lambda now: owner.on_outbox(outbox)
-        feedback = FeedbackCommand.model_validate(data)
-        return lambda now: owner.on_feedback(feedback, now)
-
-    owner.autocommit = False
-
-    async def group_commit() -> None:
-        try:
-            await owner.finish()
-        except Exception:  # the outboxes stay stored; the sweeper asks for them again
-            rt.metrics.internal_errors.labels("owner").inc()
-            log.exception("owner: a group commit failed; its outboxes wait for the sweeper")
-
-    async def own(stream: Any) -> None:
-        queue = getattr(getattr(stream, "channel", None), "queue", None)
-        started = 0.0
-        async for event in stream.events():
-            if not owner.staged_changes:
-                started = asyncio.get_running_loop().time()
-            await own_one(event)
-            if owner.staged_changes and (
-                queue is None
-                or queue.empty()
-                or owner.staged_changes >= BATCH_MAX
-                or asyncio.get_running_loop().time() - started >= BATCH_MAX_S
-            ):
-                await group_commit()
-
-    async def own_one(event: Any) -> None:
-        msg = event.message
-        try:
-            action = parse(msg.topic, event.value)
-        except ValueError as exc:  # JSON or validation: the message itself is invalid
-            # only airgrid writes these topics; a bad message is a bug or a foreign writer
-            reason = f"unreadable message on {msg.topic}: {first_line(exc)}"
-            dlq = rt.topics["alarms_dlq"] if msg.topic == alarms_name else rt.topics["commands_dlq"]
-            label = "alarms" if msg.topic == alarms_name else "commands"
-
-            async def refuse() -> None:
-                letter = dead_letter(
-                    reason=reason,
-                    code="unreadable",
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=event.key,
-                    value=event.value,
-                    at=rt.clock(),
-                )
-                await dlq.send(key=event.key, value=encode(letter))
-                rt.metrics.dlq.labels(label, "unreadable").inc()
-                log.error("%s/%s@%s dead-lettered: %s", msg.topic, msg.partition, msg.offset, reason)
-
-            await retrier.run("owner", event, refuse)
-            return
-        if action is not None:
-            await retrier.run("owner", event, lambda: action(rt.clock()))
-
-    app.agent(channel, name="airgrid.owner", concurrency=1)(own)
+        log.warning("feedback %s rejected: %s", fb.feedback_id, reason)

@@ -23,7 +23,7 @@ def run(settings: Settings, loglevel: str = "info") -> int:
     from airgrid.domain.escalation import PolicyError
     from airgrid.domain.rules import RulesError
     from airgrid.kafka.topics import TopicsError, ensure_topics
-    from airgrid.worker.app import create_app
+    from airgrid.worker.binding import create_app
 
     try:
         app = create_app(settings)

@@ -1,4 +1,4 @@
-"""``durable.release`` against the real client and broker: a batch that would linger for
+"""``patches.producer.release`` against the real client and broker: a batch that would linger for
 seconds is sent at once, so the waits for acknowledgements (commits, the owner's outbox, alarms
 before state) never pay for the producer's linger."""
 
@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from airgrid.patches.durable import release
+from airgrid.patches.producer import release
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(60)]
 LINGER_MS = 4000

@@ -13,9 +13,9 @@ from faust.types.tuples import TP
 from airgrid.config.settings import load_settings
 from airgrid.kafka.topics import TABLES, changelog_topics
 from airgrid.metrics import Metrics
-from airgrid.patches.durable import FlushingConsumer
+from airgrid.patches import Consumer
 from airgrid.patches.table_guard import TableGuard
-from airgrid.worker.app import create_app
+from airgrid.worker.binding import create_app
 from airgrid.worker.retry import Retrier, WorkerStopped
 
 
@@ -114,10 +114,10 @@ async def test_a_cancelled_handler_holds_its_message() -> None:
     assert app.held == [msg]
 
 
-def consumer_of(tmp_path: Path) -> FlushingConsumer:
+def consumer_of(tmp_path: Path) -> Consumer:
     app = create_app(load_settings(store="memory", data_dir=tmp_path))
     consumer = app.consumer
-    assert isinstance(consumer, FlushingConsumer)
+    assert isinstance(consumer, Consumer)
     return consumer
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, time
 from typing import Any, Literal
 
+from airgrid.domain.aqi import CHINA_TZ, HJ633_2026_FROM
 from airgrid.domain.rules import (
     WARNING_LEVELS,
     AqiRule,
@@ -22,10 +23,10 @@ from airgrid.models.alarms import AlarmRoute
 from airgrid.models.common import POLLUTANTS, Severity
 
 AqiChoice = Literal["auto", "hj633-2012", "hj633-2026", "epa-2024"]
-# GB 3095-2026 and HJ 633-2026 replace the 2012 versions on 2026-03-01, China time (UTC+8).
-CUTOVER_TS = datetime(2026, 2, 28, 16, tzinfo=UTC).timestamp()
-# GB 3095-2026's final limits replace its transitional ones on 2031-01-01, China time.
-FINAL_TS = datetime(2030, 12, 31, 16, tzinfo=UTC).timestamp()
+# GB 3095-2026 and HJ 633-2026 replace the 2012 versions on the same day (aqi.HJ633_2026_FROM);
+# GB 3095-2026's final limits replace its transitional ones on 2031-01-01; both China dates.
+CUTOVER_TS = datetime.combine(HJ633_2026_FROM, time(), tzinfo=CHINA_TZ).timestamp()
+FINAL_TS = datetime(2031, 1, 1, tzinfo=CHINA_TZ).timestamp()
 GB3095_VERSIONS = ("gb3095-2012", "gb3095-2026", "gb3095-2026-final")
 
 

@@ -6,7 +6,6 @@ built), a 24 h or calendar-day average 20 valid hours, an O3 8 h average 6 valid
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from airgrid.domain import aqi as exact
@@ -240,7 +239,3 @@ def daily_result(ring: dict[int, dict[str, float]], day: int, rs: RuleSet) -> tu
     if standard is Standard.HJ633_2012 and len(ones_valid) >= rs.min_day_hours:
         concs["o3_1h_daily_max"] = max(ones_valid)
     return standard, exact.daily_aqi(concs, standard) if concs else None
-
-
-def ts_to_dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

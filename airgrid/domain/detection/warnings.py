@@ -5,8 +5,10 @@ its city's warning and those of its level-1 and level-2 grids, and the strictest
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
+from airgrid.domain.directory import Directory
 from airgrid.models.warnings import PollutionWarning, WarningLevel
 
 ORDER: dict[str, int] = {"none": 0, "blue": 1, "yellow": 2, "orange": 3, "red": 4}
@@ -46,3 +48,25 @@ class WarningBoard:
 
     def snapshot(self, now: datetime) -> dict[str, WarningLevel]:
         return {city: self.level(city, now) for city in self._by_city}
+
+
+class StationWarnings:
+    """The warning level in force over each station: the strictest of its city's, its level-1
+    grid's and its level-2 grid's (a warning keyed by a grid id covers a district or a street)."""
+
+    def __init__(self, board: WarningBoard, directory: Directory, clock: Callable[[], datetime]) -> None:
+        self.board = board
+        self.directory = directory
+        self.clock = clock
+
+    def areas_of(self, station_id: str) -> tuple[str, ...]:
+        """Where a station's warning may come from: its city, its level-1 and its level-2 grid."""
+        lineage = self.directory.lineage(station_id)
+        city = self.directory.city
+        return (city,) if lineage is None else (city, lineage.l1, lineage.l2)
+
+    def level(self, station_id: str, now: datetime | None = None) -> WarningLevel:
+        return self.board.strictest(self.areas_of(station_id), now or self.clock())
+
+    def city_level(self, city: str, now: datetime | None = None) -> WarningLevel:
+        return self.board.level(city, now or self.clock())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,25 +57,6 @@ def task_history(engine: Engine, task_id: str) -> list[dict[str, Any]]:
 
 def iter_tasks(engine: Engine, state: str | None = None) -> list[dict[str, Any]]:
     return list_tasks(engine, state=state)
-
-
-def events_between(
-    engine: Engine, task_ids: Sequence[str] | None = None, until: datetime | None = None
-) -> list[dict[str, Any]]:
-    """Task events (without payload column), optionally of some tasks and before ``until``."""
-    cols = [c for c in task_events.c if c.name != "payload"]
-    q = select(*cols).order_by(task_events.c.task_id, task_events.c.version)
-    if until is not None:
-        q = q.where(task_events.c.at < until)
-    with engine.connect() as conn:
-        if task_ids is None:
-            return [dict(r._mapping) for r in conn.execute(q)]
-        out: list[dict[str, Any]] = []
-        ids = list(task_ids)
-        for i in range(0, len(ids), 900):
-            part = q.where(task_events.c.task_id.in_(ids[i : i + 900]))
-            out.extend(dict(r._mapping) for r in conn.execute(part))
-        return out
 
 
 def dlq_counts(

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -61,9 +62,12 @@ class SqlProjection:
         self.zone = zone or ZoneInfo("UTC")
 
     def setup(self) -> None:
-        """Bring the schema to the newest migration (Alembic ``upgrade head``)."""
+        """Bring the schema to the newest migration (Alembic ``upgrade head``); a SQLite file's
+        directory is created first."""
         from airgrid.sinks.sql.migrate import upgrade
 
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         upgrade(self.engine)
 
     def write(

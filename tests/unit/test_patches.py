@@ -6,11 +6,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from faust.types.tuples import TP, FutureMessage, PendingMessage
 
 from airgrid.config.settings import load_settings
-from airgrid.patches.durable import FlushingConsumer, TrackingProducer, acknowledged, without_duplicates
-from airgrid.worker.app import create_app
+from airgrid.patches import Consumer
+from airgrid.patches.producer import TrackingProducer, acknowledged
+from airgrid.patches.repeated_offsets import without_duplicates
+from airgrid.worker.binding import create_app
 
 
 def _message() -> FutureMessage:
@@ -136,7 +139,7 @@ def test_offsets_acked_twice_after_a_rebalance_commit_in_one_go(tmp_path: Path) 
     commits here). The worker's consumer drops the repeats and commits the run at once."""
     app = create_app(load_settings(store="memory", data_dir=tmp_path))
     consumer = app.consumer
-    assert isinstance(consumer, FlushingConsumer)
+    assert isinstance(consumer, Consumer)
     tp = TP("readings", 1)
     consumer._committed_offset[tp] = 1000
     consumer._acked[tp] = list(range(1000, 1050))
@@ -192,3 +195,52 @@ async def test_a_postponed_commit_gives_its_batch_back_and_the_next_commit_cover
         consumer._acked_index[tp].add(offset)
     assert await consumer._commit_tps([tp], True)
     assert committed == [{tp: 1200}] and consumer._committed_offset[tp] == 1200
+
+
+def test_the_patches_refuse_framework_versions_they_were_not_written_for() -> None:
+    from airgrid.patches import WRITTEN_FOR, PatchError, check_versions
+
+    check_versions(dict(WRITTEN_FOR))  # the pinned versions pass
+    check_versions()  # and so do the installed ones (pyproject.toml pins them)
+    with pytest.raises(
+        PatchError,
+        match=r"written for aiokafka 0\.14\.0, faust-streaming 0\.15\.3; installed: faust-streaming 0\.16\.0",
+    ):
+        check_versions({**WRITTEN_FOR, "faust-streaming": "0.16.0"})
+    with pytest.raises(PatchError, match="aiokafka missing"):
+        check_versions({"faust-streaming": WRITTEN_FOR["faust-streaming"]})
+
+
+def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
+    from airgrid.patches.commit_after_writes import CommitAfterWrites
+    from airgrid.patches.held_messages import HeldMessages
+    from airgrid.patches.repeated_offsets import RepeatedOffsets
+    from airgrid.patches.seek import SeekEveryPartition
+    from airgrid.patches.skipped_messages import SkippedMessages
+
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer, producer = app.consumer, app.producer
+    assert isinstance(producer, TrackingProducer)
+    mro = type(consumer).__mro__
+    patches = [CommitAfterWrites, HeldMessages, RepeatedOffsets, SkippedMessages, SeekEveryPartition]
+    assert [c for c in mro if c in patches] == patches  # each _new_offset wraps the next one
+    assert type(app.flow_control).__name__ == "StreamFlowControl"
+
+
+def test_a_message_skipped_during_a_rebalance_is_not_counted_as_done(tmp_path: Path) -> None:
+    """Faust's pure-Python stream acknowledges a message it skipped (flow suspended) as if it had
+    processed it; the consumer keeps its offset out of the acked list, so no commit passes it."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer = app.consumer
+    tp = TP("t.readings", 0)
+    app.topics._acking_topics = {"t.readings"}
+
+    class Message:
+        def __init__(self, offset: int, tracked: bool) -> None:
+            self.tp, self.topic, self.partition, self.offset = tp, tp.topic, 0, offset
+            self.tracked, self.acked = tracked, False
+
+    skipped, processed = Message(3, tracked=False), Message(4, tracked=True)
+    assert not consumer.ack(skipped) and skipped.acked
+    assert consumer.ack(processed)
+    assert consumer._acked[tp] == [4]  # 3 stays a hole: the commit stops before it
