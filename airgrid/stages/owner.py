@@ -210,7 +210,7 @@ class TaskOwner:
         for fut in pending:
             await fut
 
-    async def drain(self, task_id: str) -> None:
+    async def send_pending(self, task_id: str) -> None:
         """Send the events a crash left unpublished (same bytes, same event ids), then clear them.
         Those already in the topic are skipped; if that cannot be read, all are re-sent."""
         if task_id in self.staged:
@@ -236,14 +236,14 @@ class TaskOwner:
         self.settle(task)
 
     async def on_outbox(self, cmd: OutboxCommand) -> None:
-        await self.drain(cmd.task_id)
+        await self.send_pending(cmd.task_id)
 
     async def on_alarm(self, alarm: AlarmEvent, now: datetime) -> None:
         if alarm.route != "grid" or alarm.kind != "opened":
             return
         open_id = self.station_open.get(alarm.station_id)
         if open_id:
-            await self.drain(open_id)
+            await self.send_pending(open_id)
         current = self.task(open_id) if open_id else None
         if current is not None and current.is_open:
             task, events = machine.join(current, alarm, now)
@@ -261,7 +261,7 @@ class TaskOwner:
                 # a crash left the task without its pointer: restore it, send what is pending
                 self.station_open[alarm.station_id] = task_id
                 log.warning("task %s: pointer of station %s restored", task_id, alarm.station_id)
-            await self.drain(task_id)
+            await self.send_pending(task_id)
             return
         # the warning in force over the station, else the one its alarm's rules ran under
         warning: str = self.warnings.level(alarm.station_id, now)
@@ -274,7 +274,7 @@ class TaskOwner:
         self.stage(task, [event])
 
     async def on_deadline(self, cmd: DeadlineCommand, now: datetime) -> None:
-        await self.drain(cmd.task_id)
+        await self.send_pending(cmd.task_id)
         task = self.task(cmd.task_id)
         if task is None:
             self.m.deadline_commands.labels("unknown").inc()
@@ -289,7 +289,7 @@ class TaskOwner:
     async def on_feedback(self, cmd: FeedbackCommand, now: datetime) -> None:
         fb = cmd.feedback
         origin = Origin(topic=cmd.origin_topic, partition=cmd.origin_partition, offset=cmd.origin_offset)
-        await self.drain(fb.task_id)
+        await self.send_pending(fb.task_id)
         task = self.task(fb.task_id)
         if task is None:
             await self.reject(cmd, origin, "unknown_task", f"no task {fb.task_id}", now)
