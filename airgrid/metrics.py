@@ -133,6 +133,12 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200),
             registry=r,
         )
+        self.ingest_checkpoint = Histogram(
+            "airgrid_ingest_checkpoint_rows",
+            "Station states written by one ingest checkpoint (one per station changed since the last)",
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
         self.open_tasks = Gauge(
             "airgrid_open_tasks",
             "Open tasks owned by this worker, by level-1 grid, state",

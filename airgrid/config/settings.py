@@ -123,6 +123,23 @@ class Settings(BaseSettings):
         description="also notify level-3 grids whose centre lies within this distance of the "
         "station (0: off)",
     )
+    checkpoint_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="ingest keeps station states in memory and writes the changed ones at most this "
+        "long after the first reading since the last checkpoint (sooner when the input runs dry); a "
+        "kill replays the readings since then",
+    )
+    checkpoint_max_readings: int = Field(
+        5000, ge=1, le=1_000_000, description="ingest checkpoints after at most this many readings"
+    )
+    state_cache_stations: int = Field(
+        100_000,
+        ge=100,
+        description="station states ingest keeps parsed in memory (those not changed since the last "
+        "checkpoint go first)",
+    )
     internal_retry_seconds: float = Field(
         120.0,
         gt=0,

@@ -16,10 +16,10 @@ from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from airgrid.patches.barrier import CommitBarrier
 from airgrid.patches.commit_after_writes import CommitAfterWrites
 from airgrid.patches.data_dir import create_parents
 from airgrid.patches.flow_control import StreamFlowControl
-from airgrid.patches.held_messages import HeldMessages
 from airgrid.patches.producer import TrackingProducer
 from airgrid.patches.repeated_offsets import RepeatedOffsets
 from airgrid.patches.seek import SeekEveryPartition
@@ -59,7 +59,7 @@ def _installed() -> dict[str, str]:
 
 class Consumer(  # type: ignore[misc]
     CommitAfterWrites,
-    HeldMessages,
+    CommitBarrier,
     RepeatedOffsets,
     SkippedMessages,
     SeekEveryPartition,

@@ -7,19 +7,25 @@ go to ``readings.dlq`` with the reason and origin, and so do readings later than
 stations on a timer; as a timer may not write a table, it sends a ``check_silence`` command that
 this stage applies.
 
-The order per reading is what makes a kill lose nothing: replay check (the reading's offset is in
-the state already), evaluate, publish the alarms and wait until Kafka has them, and only then write
-the state. A crash in between replays the reading against the old state and re-sends the same
-event ids (a duplicate subscribers drop), where the other order could lose an alarm for good.
+Checkpointed state (issue 20): the stations' states live in memory between checkpoints (parsed
+once, not per reading); a reading updates its station's state and sends its alarms without waiting.
+At each checkpoint (``due``: nothing more at hand, or ``checkpoint_max`` readings, or
+``checkpoint_s`` since the first unsaved one) the stage waits until Kafka has every alarm sent
+since the last one, and only then writes one table row per changed station. The driver defers the
+commit of every reading until the checkpoint after it is written. A kill between checkpoints
+replays the readings since the last commit against the last checkpointed state and re-sends the
+same alarm events (same ids: a duplicate subscribers drop), so nothing is lost; the other order
+(state before alarms) could lose an alarm for good.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,10 +42,17 @@ from airgrid.models.readings import Reading, StationCommand
 from airgrid.stages.ports import Clock, Delivery, Outlet, Table, refuse
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StateLost(RuntimeError):
+    """Detection failed half-way through a station's state: the in-memory state (with readings not
+    yet checkpointed) cannot be trusted, and only a restart from the last checkpoint restores it.
+    The driver stops the worker with the reading uncommitted (a bug, not the reading's fault)."""
 
 
 class Ingest:
-    """Handles one message of ``readings`` or ``station-commands``."""
+    """Handles one message of ``readings`` or ``station-commands``; ``checkpoint`` saves."""
 
     def __init__(
         self,
@@ -56,6 +69,11 @@ class Ingest:
         metrics: Metrics,
         clock: Clock,
         release: Callable[[], None] = lambda: None,
+        current_event: Callable[[], Any] = lambda: None,
+        writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
+        checkpoint_s: float = 1.0,
+        checkpoint_max: int = 5000,
+        cache_max: int = 100_000,
     ) -> None:
         self.stations = stations
         self.alarms = alarms
@@ -69,17 +87,35 @@ class Ingest:
         self.m = metrics
         self.clock = clock
         self.release = release  # sends the producer's lingering batches now
+        self.current_event = current_event  # the stream event being processed (opaque)
+        self.writing_as = writing_as  # table writes on behalf of that event (its partition)
+        self.checkpoint_s = checkpoint_s
+        self.checkpoint_max = checkpoint_max
+        self.cache_max = cache_max
+        self.cache: dict[str, StationState] = {}  # station -> its state, newest last (LRU order)
+        self.dirty: dict[str, Any] = {}  # station -> the event of its last change (unsaved)
+        self.outbox: list[tuple[bytes, bytes]] = []  # alarms decided, not yet handed to Kafka
+        self.sent: list[tuple[Awaitable[Any], bytes, bytes]] = []  # handed over, ack awaited
+        self.unsaved = 0  # messages handled since the checkpoint
+        self.first_unsaved_at = 0.0
 
     def rules_for(self, station: str, now: datetime) -> RuleSet:
         """The rule profile of the warning level in force over the station."""
         return self.rulebook.for_level(self.warnings.level(station, now))
 
     async def handle(self, msg: Delivery) -> None:
+        """Apply one message to its station's state in memory and send its alarms. A message that
+        is itself invalid goes to its DLQ; a failure to send raises and the retry sends what is
+        still pending (the state already holds the reading: a retry finds it a replay)."""
+        if not self.unsaved:
+            self.first_unsaved_at = asyncio.get_running_loop().time()
+        self.unsaved += 1
         now = self.clock()
         if msg.topic == self.commands_topic:
             await self.on_command(msg, now)
         else:
             await self.on_reading(msg, now)
+        await self.send_outbox()
 
     async def on_reading(self, msg: Delivery, now: datetime) -> None:
         result = parse_reading(msg.value, now, self.limits, self.known)
@@ -88,20 +124,22 @@ class Ingest:
             self.m.readings.labels("rejected").inc()
             return
         station = result.station_id
-        state = StationState.from_json(self.stations.get(station))
+        state = self.state(station)
         if state.replays(msg.partition, msg.offset):
-            # delivered again after a restart or a rebalance: already in the state, its alarms sent
+            # delivered again (a restart, a rebalance, a retry): in the state already
             self.m.readings.labels("replayed").inc()
             return
         newest = state.last_obs
         rules = self.rules_for(station, now)
-        state, events, outcome = engine.evaluate(state, result, rules, now.timestamp())
+        state, events, outcome = self.evaluate(
+            station, lambda: engine.evaluate(state, result, rules, now.timestamp())
+        )
         if outcome == "late":
             await self.to_dlq(msg, "too_late", too_late(result, newest, rules.grace_s), now)
-        await self.publish(station, events, now)
         if outcome not in ("late", "duplicate"):  # those leave the state as it was
             state.source = [msg.partition, msg.offset]
-            self.stations[station] = state.to_json()
+            self.changed(station, state)
+        self.queue(station, events, now)
         self.m.readings.labels(outcome).inc()
 
     async def on_command(self, msg: Delivery, now: datetime) -> None:
@@ -112,32 +150,114 @@ class Ingest:
             await refuse(self.commands_dlq, msg, "unreadable", reason, now)
             self.m.dlq.labels("commands", "unreadable").inc()
             return
-        current = self.stations.get(cmd.station_id)
-        if current is None:
+        station = cmd.station_id
+        if station not in self.cache and self.stations.get(station) is None:
             return
-        state = StationState.from_json(current)
-        rules = self.rules_for(cmd.station_id, now)
-        events = engine.check_silence(state, cmd.station_id, rules, now.timestamp())
+        state = self.state(station)
+        rules = self.rules_for(station, now)
+        events = self.evaluate(station, lambda: engine.check_silence(state, station, rules, now.timestamp()))
         if events:
-            await self.publish(cmd.station_id, events, now)
-            self.stations[cmd.station_id] = state.to_json()
+            self.changed(station, state)
+            self.queue(station, events, now)
 
-    async def publish(self, station: str, events: list[AlarmEvent], now: datetime) -> None:
-        """Send the alarms and wait until Kafka has them (the state is written only after)."""
-        if not events:
-            return
+    def evaluate(self, station: str, step: Callable[[], T]) -> T:
+        """Run a detection step on the station's cached state; if it fails half-way, the state
+        is dropped and StateLost raised (see the class)."""
+        try:
+            return step()
+        except Exception as exc:
+            self.forget()
+            raise StateLost(f"detection failed on station {station}: {type(exc).__name__}: {exc}") from exc
+
+    def queue(self, station: str, events: list[AlarmEvent], now: datetime) -> None:
         key = station.encode()
-        acks = []
         for alarm in events:
-            acks.append(await self.alarms.send(key=key, value=encode(alarm)))
+            self.outbox.append((key, encode(alarm)))
             self.m.alarms.labels(alarm.kind, alarm.rule_id, alarm.pollutant or "", alarm.severity).inc()
             self.m.detection_latency.observe(max(0.0, (self.clock() - now).total_seconds()))
-        self.release()  # no linger: the state is written only after these acks
-        await asyncio.gather(*acks)
+
+    async def send_outbox(self) -> None:
+        """Hand every pending alarm to Kafka, in order; the checkpoint waits for their acks."""
+        if not self.outbox:
+            return
+        while self.outbox:
+            key, value = self.outbox[0]
+            self.sent.append((await self.alarms.send(key=key, value=value), key, value))
+            self.outbox.pop(0)
+        self.release()  # subscribers see an alarm at once; a linger is for the state records
 
     async def to_dlq(self, msg: Delivery, code: str, reason: str, now: datetime) -> None:
         await refuse(self.readings_dlq, msg, code, reason, now)
         self.m.dlq.labels("readings", code).inc()
+
+    # --- the states between checkpoints ----------------------------------------------------------
+
+    def state(self, station: str) -> StationState:
+        """The station's current state: the cached one, or its table row read once."""
+        state = self.cache.pop(station, None)
+        if state is None:
+            state = StationState.from_json(self.stations.get(station))
+        self.cache[station] = state  # newest last
+        return state
+
+    def changed(self, station: str, state: StationState) -> None:
+        """``state`` is the station's new state, to be written at the next checkpoint."""
+        self.cache[station] = state
+        self.dirty[station] = self.current_event()
+
+    def due(self, queue_empty: bool, now: float) -> bool:
+        """Time for a checkpoint: messages were handled since the last one and nothing more is at
+        hand, or ``checkpoint_max`` of them, or the first one waited ``checkpoint_s`` (``now``: the
+        event loop's clock)."""
+        return self.unsaved > 0 and (
+            queue_empty
+            or self.unsaved >= self.checkpoint_max
+            or now - self.first_unsaved_at >= self.checkpoint_s
+        )
+
+    async def checkpoint(self) -> int:
+        """Wait until Kafka has every alarm sent since the last checkpoint, then write one row per
+        changed station (each to its own partition); how many rows. An alarm Kafka refused goes
+        back to the outbox and the checkpoint fails: the states stay unsaved for the next one."""
+        await self.send_outbox()
+        if self.sent:
+            sent, self.sent = self.sent, []
+            results = await asyncio.gather(*(ack for ack, _, _ in sent), return_exceptions=True)
+            failed = [
+                (key, value)
+                for (_, key, value), r in zip(sent, results, strict=True)
+                if isinstance(r, BaseException)
+            ]
+            if failed:
+                self.outbox[:0] = failed
+                raise ConnectionError(f"{len(failed)} alarm(s) not acknowledged by Kafka; sent again")
+        written = 0
+        for station in list(self.dirty):  # a failed write leaves it, and the rest, for the next one
+            with self.writing_as(self.dirty[station]):
+                self.stations[station] = self.cache[station].to_json()
+            del self.dirty[station]
+            written += 1
+        self.unsaved = 0
+        self.release()
+        self.m.ingest_checkpoint.observe(written)
+        self.trim()
+        return written
+
+    def trim(self) -> None:
+        """Keep at most ``cache_max`` states (clean ones go, oldest first)."""
+        excess = len(self.cache) - self.cache_max
+        if excess > 0:
+            for station in [s for s in self.cache if s not in self.dirty][:excess]:
+                del self.cache[station]
+
+    def forget(self) -> None:
+        """Drop every state and everything unsaved (the partitions moved, or a state is lost):
+        the readings since the last checkpoint are read again from the committed offsets."""
+        self.cache.clear()
+        self.dirty.clear()
+        self.outbox.clear()
+        self.sent.clear()
+        self.unsaved = 0
 
 
 class SilenceSweep:
@@ -159,6 +279,7 @@ class SilenceSweep:
         """Send ``check_silence`` for every locally owned station that looks silent; how many."""
         now = self.ingest.clock()
         sent = 0
+        # the table holds the states as of the last checkpoint: at most a checkpoint behind
         for station, raw in list(self.ingest.stations.items()):
             if silence_due(raw, self.ingest.rules_for(station, now), now.timestamp()):
                 cmd = StationCommand(station_id=station, at=now)

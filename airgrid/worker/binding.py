@@ -33,7 +33,7 @@ from airgrid.sinks.sql import SqlProjection, make_engine
 from airgrid.sinks.sql.sink import ProjectionSink
 from airgrid.stages.deadlines import DeadlineSweeper
 from airgrid.stages.feedback import FeedbackIntake
-from airgrid.stages.ingest import Ingest, SilenceSweep
+from airgrid.stages.ingest import Ingest, SilenceSweep, StateLost
 from airgrid.stages.owner import TaskOwner
 from airgrid.stages.ports import Delivery
 from airgrid.stages.warnings import WarningsFollower
@@ -116,7 +116,7 @@ def create_app(
     w = Wiring.build(s, topics, tables, metrics=metrics, clock=clock)
     bound = _stages(app, w)
     app.airgrid = bound
-    retrier = Retrier(app, w.metrics, give_up_s=s.internal_retry_seconds)
+    retrier = Retrier(app, w.metrics, give_up_s=s.internal_retry_seconds, fatal=(StateLost,))
     _bind_ingest(app, w, bound, retrier)
     _bind_owner(app, w, bound, retrier)
     _bind_feedback(app, w, bound, retrier)
@@ -158,6 +158,11 @@ def _stages(app: Any, w: Wiring) -> Bound:
         metrics=w.metrics,
         clock=w.clock,
         release=lambda: send_now(app.producer),
+        current_event=event_now,
+        writing_as=writing_as,
+        checkpoint_s=s.checkpoint_interval_seconds,
+        checkpoint_max=s.checkpoint_max_readings,
+        cache_max=s.state_cache_stations,
     )
 
     async def published(key: bytes) -> set[str]:
@@ -229,15 +234,37 @@ def _stages(app: Any, w: Wiring) -> Bound:
 
 
 def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
-    n = w.names
+    """Readings and station commands, a checkpoint at a time: each message's offset is deferred
+    (no commit passes it) until the checkpoint after it is written; a rebalance drops the states
+    in memory (the partitions are read again from the committed offsets)."""
+    n, ingest = w.names, b.ingest
+    topics = {n.readings, n.station_commands}
     channel = app.topic(n.readings, n.station_commands, partitions=w.settings.topic_partitions, **RAW)
 
-    async def ingest(stream: Any) -> None:
-        async for event in stream.events():
-            msg = delivery(event)
-            await retrier.run("ingest", event, lambda: b.ingest.handle(msg))  # noqa: B023
+    async def checkpoint() -> None:
+        try:
+            await ingest.checkpoint()
+        except Exception:  # the states stay unsaved, their readings uncommitted: the next one tries
+            w.metrics.internal_errors.labels("ingest").inc()
+            log.exception("ingest: a checkpoint failed; the next one writes what it did not")
+            return
+        app.consumer.saved(topics)
 
-    app.agent(channel, name="airgrid.ingest", concurrency=1)(ingest)
+    async def run(stream: Any) -> None:
+        queue = getattr(getattr(stream, "channel", None), "queue", None)
+        loop = asyncio.get_running_loop()
+        generation = None
+        async for event in stream.events():
+            if event.message.generation_id != generation:  # a rebalance since the last one
+                ingest.forget()
+                generation = event.message.generation_id
+            app.consumer.defer(event.message)
+            msg = delivery(event)
+            await retrier.run("ingest", event, lambda: ingest.handle(msg))  # noqa: B023
+            if ingest.due(queue is None or queue.empty(), loop.time()):
+                await checkpoint()
+
+    app.agent(channel, name="airgrid.ingest", concurrency=1)(run)
 
 
 def _bind_owner(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:

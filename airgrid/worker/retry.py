@@ -37,8 +37,10 @@ class Retrier:
         give_up_s: float = 120.0,
         first_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
+        fatal: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.app = app
+        self.fatal = fatal  # errors no retry can mend: the worker stops at once
         self.metrics = metrics
         self.give_up_s = give_up_s
         self.first_backoff_s = first_backoff_s
@@ -78,16 +80,18 @@ class Retrier:
                     self.hold(event)
                     log.warning("%s: %s failed (%s); a rebalance began: read again after", stage, where, exc)
                     return False
-                if loop.time() - started >= self.give_up_s:
+                fatal = isinstance(exc, self.fatal)
+                if fatal or loop.time() - started >= self.give_up_s:
                     self.hold(event)
+                    why = "cannot be retried" if fatal else f"still fails after {self.give_up_s:.0f} s"
                     log.critical(
-                        "%s: %s still fails after %.0f s (%s: %s); stopping the worker so that a "
-                        "restart reads it again",
+                        "%s: %s %s (%s: %s); stopping the worker so that a restart reads it again",
                         stage,
                         where,
-                        self.give_up_s,
+                        why,
                         type(exc).__name__,
                         exc,
+                        exc_info=exc,
                     )
                     await self.app.crash(WorkerStopped(f"{stage}: {where}: {type(exc).__name__}: {exc}"))
                     return False

@@ -212,8 +212,8 @@ def test_the_patches_refuse_framework_versions_they_were_not_written_for() -> No
 
 
 def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
+    from airgrid.patches.barrier import CommitBarrier
     from airgrid.patches.commit_after_writes import CommitAfterWrites
-    from airgrid.patches.held_messages import HeldMessages
     from airgrid.patches.repeated_offsets import RepeatedOffsets
     from airgrid.patches.seek import SeekEveryPartition
     from airgrid.patches.skipped_messages import SkippedMessages
@@ -222,7 +222,7 @@ def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
     consumer, producer = app.consumer, app.producer
     assert isinstance(producer, TrackingProducer)
     mro = type(consumer).__mro__
-    patches = [CommitAfterWrites, HeldMessages, RepeatedOffsets, SkippedMessages, SeekEveryPartition]
+    patches = [CommitAfterWrites, CommitBarrier, RepeatedOffsets, SkippedMessages, SeekEveryPartition]
     assert [c for c in mro if c in patches] == patches  # each _new_offset wraps the next one
     assert type(app.flow_control).__name__ == "StreamFlowControl"
 
@@ -244,3 +244,26 @@ def test_a_message_skipped_during_a_rebalance_is_not_counted_as_done(tmp_path: P
     assert not consumer.ack(skipped) and skipped.acked
     assert consumer.ack(processed)
     assert consumer._acked[tp] == [4]  # 3 stays a hole: the commit stops before it
+
+
+def test_no_commit_passes_a_reading_whose_checkpoint_is_not_written(tmp_path: Path) -> None:
+    """Ingest defers every reading until the checkpoint after it is written: the commit stops
+    before the first unsaved one, and goes on once ``saved`` names its topic."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer = app.consumer
+    readings, alarms = TP("t.readings", 0), TP("t.alarms", 0)
+
+    class Message:
+        def __init__(self, tp: TP, offset: int) -> None:
+            self.tp, self.offset = tp, offset
+
+    for offset in range(10, 15):
+        consumer.defer(Message(readings, offset))
+        consumer._acked[readings].append(offset)
+        consumer._acked_index[readings].add(offset)
+    consumer.defer(Message(alarms, 3))  # another stage's partition is not ingest's to release
+    consumer._committed_offset[readings] = 10
+    assert consumer._new_offset(readings) is None  # 10 is unsaved: nothing to commit
+    consumer.saved({"t.readings"})
+    assert consumer._new_offset(readings) == 15
+    assert consumer._barrier(alarms) == 3

@@ -25,7 +25,7 @@ from airgrid.stages.feedback import FeedbackIntake
 from airgrid.stages.ingest import Ingest, SilenceSweep
 from airgrid.stages.warnings import WarningsFollower
 from airgrid.worker.binding import create_app
-from tests.unit.stage_fakes import T0, FakeTopic, on
+from tests.unit.stage_fakes import T0, Crash, FakeTopic, on
 
 DIRECTORY = Directory.load(DATA_DIR / "grids.json")
 READINGS, COMMANDS = "readings", "station-commands"
@@ -59,36 +59,124 @@ def fake(x: Any) -> FakeTopic:
     return x
 
 
-async def test_ingest_writes_the_state_only_after_kafka_acknowledged_the_alarms() -> None:
-    """The order that makes a kill lose nothing: a crash before the acks replays the reading
-    against the old state (same event ids), never a state that says the alarm went out."""
+def hour_of(station: str, pm25: float, first_offset: int, minutes: range) -> list[Any]:
+    return [
+        on(READINGS, reading(station, m, pm25), key=station, offset=first_offset + i)
+        for i, m in enumerate(minutes)
+    ]
+
+
+async def test_a_checkpoint_writes_the_states_only_after_kafka_acknowledged_the_alarms() -> None:
+    """The order that makes a kill lose nothing: a crash before the acks replays the readings
+    against the last checkpointed state (same event ids), never a state that says an alarm went
+    out when Kafka does not have it."""
     ingest = make_ingest()
-    for i, minutes in enumerate(range(115, 55, -10)):  # one full hour of 10-minute readings
-        await ingest.handle(on(READINGS, reading("ST001", minutes, 20.0), key="ST001", offset=i))
+    for msg in hour_of("ST001", 20.0, 0, range(115, 55, -10)):  # a clean hour
+        await ingest.handle(msg)
+    assert ingest.stations == {}  # in memory until the checkpoint
+    assert await ingest.checkpoint() == 1
     before = ingest.stations["ST001"]
     alarms = fake(ingest.alarms)
     alarms.hold = True  # Kafka has not answered yet
-    hour = [
-        on(READINGS, reading("ST001", m, 150.0), key="ST001", offset=10 + i)
-        for i, m in enumerate(range(55, -5, -10))
-    ]
-    for msg in hour[:-1]:
+    for msg in hour_of("ST001", 150.0, 10, range(55, -5, -10)):  # the hour closes: alarms open
         await ingest.handle(msg)
-    written = ingest.stations["ST001"]
-    closing = asyncio.create_task(ingest.handle(hour[-1]))  # closes the hour: an alarm opens
+    assert alarms.sent  # sent at once, without waiting
+    saving = asyncio.create_task(ingest.checkpoint())
     await asyncio.sleep(0.05)
-    assert alarms.sent and not closing.done()  # sent, waiting for the acknowledgement
-    assert ingest.stations["ST001"] == written  # the state is not written yet
+    assert not saving.done() and ingest.stations["ST001"] == before  # waits for the acks
     alarms.ack_all()
-    await asyncio.wait_for(closing, 1)
-    assert ingest.stations["ST001"] != written != before
+    assert await asyncio.wait_for(saving, 1) == 1
+    assert ingest.stations["ST001"] != before
     opened = [a for a in alarms.json() if a["kind"] == "opened"]
     assert {a["station_id"] for a in opened} == {"ST001"}
     assert "pm25_1h_exceedance" in {a["rule_id"] for a in opened}
-    # delivered again after a restart: recognised by its offset, nothing sent twice
-    sent = len(alarms.sent)
-    await ingest.handle(hour[-1])
-    assert len(alarms.sent) == sent and ingest.m.readings.labels("replayed")._value.get() == 1
+    assert ingest.m.ingest_checkpoint._sum.get() == 2  # one row per checkpoint: 12 readings, 2 rows
+
+
+async def test_a_failed_send_is_retried_without_applying_the_reading_twice() -> None:
+    ingest = make_ingest()
+    for msg in hour_of("ST001", 20.0, 0, range(115, 55, -10)):
+        await ingest.handle(msg)
+    hour = hour_of("ST001", 150.0, 10, range(55, -5, -10))
+    for msg in hour[:-1]:
+        await ingest.handle(msg)
+    alarms = fake(ingest.alarms)
+    alarms.fail_next = 1  # the broker is away when the closing reading's alarms go out
+    with pytest.raises(Crash):
+        await ingest.handle(hour[-1])
+    state = ingest.cache["ST001"]
+    await ingest.handle(hour[-1])  # the driver's retry: a replay now, the pending alarms go out
+    assert ingest.cache["ST001"] is state and ingest.m.readings.labels("replayed")._value.get() == 1
+    ids = [a["event_id"] for a in alarms.json()]
+    assert ids and len(ids) == len(set(ids))  # each alarm once
+
+
+async def test_an_alarm_kafka_refused_is_sent_again_and_holds_the_checkpoint_back() -> None:
+    ingest = make_ingest()
+    alarms = fake(ingest.alarms)
+    alarms.hold = True
+    for msg in [
+        *hour_of("ST001", 20.0, 0, range(115, 55, -10)),
+        *hour_of("ST001", 150.0, 10, range(55, -5, -10)),
+    ]:
+        await ingest.handle(msg)
+    first = len(alarms.sent)
+    alarms.pending[0].cancel()  # refused for good, after the producer's own retries
+    alarms.ack_all()
+    alarms.hold = False
+    with pytest.raises(ConnectionError, match="not acknowledged"):
+        await ingest.checkpoint()
+    assert ingest.stations == {} and ingest.dirty  # nothing saved
+    assert await ingest.checkpoint() == 1  # sent again, acknowledged this time
+    assert len(alarms.sent) == first + 1 and alarms.sent[first] == alarms.sent[0]
+
+
+async def test_a_detection_failure_drops_the_states_in_memory_and_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airgrid.stages import ingest as ingest_module
+    from airgrid.stages.ingest import StateLost
+
+    ingest = make_ingest()
+    await ingest.handle(on(READINGS, reading("ST001", 30, 20.0), key="ST001"))
+    assert ingest.dirty
+
+    def broken(*args: Any) -> Any:
+        raise ZeroDivisionError("a bug, half-way through a state")
+
+    monkeypatch.setattr(ingest_module.engine, "evaluate", broken)
+    with pytest.raises(StateLost, match="ST002"):
+        await ingest.handle(on(READINGS, reading("ST002", 20, 20.0), key="ST002", offset=1))
+    assert ingest.cache == {} and ingest.dirty == {} and ingest.unsaved == 0
+
+
+async def test_checkpoints_come_when_the_input_runs_dry_or_the_batch_is_full_or_old() -> None:
+    ingest = make_ingest()
+    ingest.checkpoint_max, ingest.checkpoint_s = 3, 1.0
+    assert not ingest.due(queue_empty=True, now=0.0)  # nothing handled
+    await ingest.handle(on(READINGS, reading("ST001", 30, 20.0), key="ST001"))
+    start = ingest.first_unsaved_at
+    assert ingest.due(queue_empty=True, now=start)
+    assert not ingest.due(queue_empty=False, now=start + 0.5)
+    assert ingest.due(queue_empty=False, now=start + 1.0)
+    for i in (1, 2):
+        await ingest.handle(on(READINGS, reading("ST002", 30 - i, 20.0), key="ST002", offset=i))
+    assert ingest.due(queue_empty=False, now=start)  # three handled
+    await ingest.checkpoint()
+    assert not ingest.due(queue_empty=True, now=start + 5)
+
+
+async def test_the_cache_keeps_changed_states_and_drops_the_oldest_clean_ones() -> None:
+    ingest = make_ingest()
+    ingest.cache_max = 2
+    for i, station in enumerate(("ST001", "ST002", "ST003")):
+        await ingest.handle(on(READINGS, reading(station, 30, 20.0), key=station, offset=i))
+    ingest.trim()
+    assert len(ingest.cache) == 3  # all three unsaved: none may go
+    await ingest.checkpoint()
+    assert list(ingest.cache) == ["ST002", "ST003"]
+    await ingest.handle(on(READINGS, reading("ST001", 20, 20.0), key="ST001", offset=9))  # read back
+    assert ingest.cache["ST001"].source == [0, 9] and ingest.stations["ST001"]["src"] == [0, 0]
 
 
 async def test_ingest_refuses_bad_readings_with_their_origin_and_leaves_the_state_alone() -> None:
@@ -109,9 +197,10 @@ async def test_an_internal_error_in_ingest_is_raised_to_the_driver_not_dead_lett
             raise RuntimeError("PartitionsMismatch")
 
     ingest = make_ingest(Broken())
+    await ingest.handle(on(READINGS, reading("ST001", 5, 30.0), key="ST001"))
     with pytest.raises(RuntimeError):
-        await ingest.handle(on(READINGS, reading("ST001", 5, 30.0), key="ST001"))
-    assert fake(ingest.readings_dlq).sent == []
+        await ingest.checkpoint()  # the table write fails: the state stays to be written
+    assert fake(ingest.readings_dlq).sent == [] and list(ingest.dirty) == ["ST001"] and ingest.unsaved
 
 
 async def test_the_silence_sweep_sends_a_command_per_silent_station_and_ingest_applies_it() -> None:
