@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airgrid.cli import run
 from airgrid.domain import aqi as aqi_mod
 from airgrid.domain.aqi import (
     HOURLY_INDICATORS,
@@ -30,7 +31,6 @@ from airgrid.domain.aqi import (
     daily_aqi,
     hourly_aqi,
     iaqi,
-    main,
     standard_for,
 )
 from airgrid.domain.epa import (
@@ -649,6 +649,11 @@ def test_nowcast() -> None:
 EXAMPLE = ["pm25=80", "pm10=130", "so2=20", "no2=40", "co=0.8", "o3=90"]
 
 
+def main(argv: list[str]) -> int:
+    """``airgrid aqi ARGV``; its exit code."""
+    return run(["aqi", *argv])
+
+
 def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*EXAMPLE, "--standard", "hj633-2026", "--period", "1h"]) == 0
     out = capsys.readouterr().out
@@ -701,16 +706,16 @@ def test_cli_epa(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (
             ["pm3=80"],
-            "error: unknown pollutant 'pm3' (expected one of: pm25, pm10, so2, no2, co, o3)",
+            "airgrid: unknown pollutant 'pm3' (expected one of: pm25, pm10, so2, no2, co, o3)",
         ),
-        (["pm25=abc"], "error: invalid concentration for pm25: 'abc'"),
-        (["pm25=-5"], "error: negative concentration for pm25: -5"),
-        (["pm25=nan"], "error: invalid concentration for pm25: 'nan' is not a finite number"),
-        (["pm25"], "error: expected NAME=VALUE, got 'pm25'"),
-        (["pm25=1", "pm25=2"], "error: pm25 given twice"),
-        (["pm25=1", "pm25_1h=2"], "error: pm25_1h given twice"),
-        (["pm25=1", "--standard", "hj"], "error: argument --standard: invalid choice: 'hj'"),
-        ([], "error: the following arguments are required: NAME=VALUE"),
+        (["pm25=abc"], "airgrid: invalid concentration for pm25: 'abc'"),
+        (["pm25=-5"], "airgrid: negative concentration for pm25: -5"),
+        (["pm25=nan"], "airgrid: invalid concentration for pm25: 'nan' is not a finite number"),
+        (["pm25"], "airgrid: expected NAME=VALUE, got 'pm25'"),
+        (["pm25=1", "pm25=2"], "airgrid: pm25 given twice"),
+        (["pm25=1", "pm25_1h=2"], "airgrid: pm25_1h given twice"),
+        (["pm25=1", "--standard", "hj"], "airgrid: Invalid value for '--standard': 'hj' is not one of"),
+        ([], "airgrid: Missing argument 'NAME=VALUE...'"),
     ],
 )
 def test_cli_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -724,12 +729,13 @@ def test_cli_errors(args: list[str], message: str, capsys: pytest.CaptureFixture
 
 def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
-    assert "NAME=VALUE" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("usage: airgrid aqi [OPTIONS] NAME=VALUE...") and "--standard" in out
 
 
 def test_python_dash_m_entry_point() -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "airgrid.domain.aqi", *EXAMPLE, "--standard", "hj633-2026", "--json"],
+        [sys.executable, "-m", "airgrid", "aqi", *EXAMPLE, "--standard", "hj633-2026", "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -738,14 +744,14 @@ def test_python_dash_m_entry_point() -> None:
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["aqi"] == 119
     bad = subprocess.run(
-        [sys.executable, "-m", "airgrid.domain.aqi", "pm3=1"],
+        [sys.executable, "-m", "airgrid", "aqi", "pm3=1"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
     )
     assert bad.returncode == 2
-    assert bad.stderr.startswith("error: unknown pollutant 'pm3'")
+    assert bad.stderr.startswith("airgrid: unknown pollutant 'pm3'")
 
 
 def test_module_exports() -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.ops.cli_replay import cmd_db, cmd_replay
-from airgrid.ops.cli_tasks import cmd_feedback, cmd_tasks
+from airgrid.cli import run as airgrid
 from airgrid.sinks.sql import SqlProjection, make_engine
 from tests.sql_support import letters, week_story
 
@@ -31,7 +30,7 @@ def projection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def listed(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
-    assert cmd_tasks(["list", *argv, "--format", "csv"]) == 0
+    assert airgrid(["tasks", "list", *argv, "--format", "csv"]) == 0
     return [r["task_id"] for r in csv.DictReader(io.StringIO(capsys.readouterr().out))]
 
 
@@ -45,7 +44,7 @@ def test_tasks_list_filters(projection: str, capsys: pytest.CaptureFixture[str])
 
 
 def test_tasks_show_full_history(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cmd_tasks(["show", "T-ST001-202611190200"]) == 0
+    assert airgrid(["tasks", "show", "T-ST001-202611190200"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("  v")]
     assert len(lines) == 7 and "feedback_rejected" in lines[3] and "W-L2-0101 (reject)" in lines[3]
@@ -53,16 +52,16 @@ def test_tasks_show_full_history(projection: str, capsys: pytest.CaptureFixture[
 
 
 def test_tasks_errors(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cmd_tasks(["show", "T-ST001-209901010000"]) == 1
+    assert airgrid(["tasks", "show", "T-ST001-209901010000"]) == 1
     assert "no task 'T-ST001-209901010000'" in capsys.readouterr().err
-    assert cmd_tasks(["list", "--grid", "NOPE"]) == 2
+    assert airgrid(["tasks", "list", "--grid", "NOPE"]) == 2
     assert "no grid 'NOPE'" in capsys.readouterr().err
-    assert cmd_tasks(["list", "--since", "last tuesday"]) == 2
+    assert airgrid(["tasks", "list", "--since", "last tuesday"]) == 2
     assert "--since: 'last tuesday' is not an ISO date" in capsys.readouterr().err
 
 
 def test_db_status(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cmd_db(["status"]) == 0
+    assert airgrid(["db", "status"]) == 0
     out = capsys.readouterr().out
     assert "schema revision 0002 (head 0002)" in out and "task_events" in out
 
@@ -70,20 +69,20 @@ def test_db_status(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
 def test_feedback_send_refuses_bad_input_before_kafka(
     projection: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cmd_feedback(
-        ["send", "--task", "not-a-task", "--worker", "W-L3-010102-1", "--action", "acknowledge"]
+    code = airgrid(
+        ["feedback", "send", "--task", "not-a-task", "--worker", "W-L3-010102-1", "--action", "acknowledge"]
     )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("airgrid: invalid feedback: task_id") and err.count("\n") == 1
-    code = cmd_feedback(
-        ["send", "--task", "T-ST001-202611160200", "--worker", "W-1", "--action", "acknowledge"]
+    code = airgrid(
+        ["feedback", "send", "--task", "T-ST001-202611160200", "--worker", "W-1", "--action", "acknowledge"]
     )
     err = capsys.readouterr().err
     assert code == 1 and "cannot send to Kafka at kafka://127.0.0.1:1" in err
 
 
 def test_replay_without_a_broker_is_exit_1(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cmd_replay(["--topic", "task-events", "--from-time", "yesterday"]) == 2
+    assert airgrid(["replay", "--topic", "task-events", "--from-time", "yesterday"]) == 2
     assert "--from-time" in capsys.readouterr().err
-    assert cmd_replay(["--topic", "task-events"]) == 1
+    assert airgrid(["replay", "--topic", "task-events"]) == 1
     assert "cannot reach Kafka" in capsys.readouterr().err
