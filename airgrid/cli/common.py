@@ -29,14 +29,19 @@ def settings() -> Settings:
 
 
 def setup_logging(s: Settings) -> None:
-    """Log lines of airgrid's own commands (not the worker's: it takes ``-l``)."""
+    """Log lines of airgrid's own commands (not the worker's: it takes ``-l``). The Kafka
+    client's own lines never reach a person at a terminal: what it means is said in one line."""
+    from airgrid.cli.broker import quiet_kafka_logs
+
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # its INFO lines drown the output
+    quiet_kafka_logs()
 
 
 def run_async(main: Callable[[Settings], Awaitable[int | None]]) -> int:
     """Load the settings, set up logging and run ``main(settings)``; its exit code (0 for None).
-    An unexpected error becomes one line; Ctrl-C is 130."""
+    Kafka errors become one line naming the broker; Ctrl-C is 130."""
+    from aiokafka.errors import KafkaError
+
     from airgrid.domain.directory import DirectoryError
 
     s = settings()
@@ -47,6 +52,8 @@ def run_async(main: Callable[[Settings], Awaitable[int | None]]) -> int:
         raise
     except DirectoryError as exc:
         raise OpsError(str(exc), BAD_INPUT) from None
+    except KafkaError as exc:
+        raise OpsError(f"Kafka at {s.broker} (AIRGRID_BROKER): {describe(exc)}", UNREACHABLE) from None
     except Exception as exc:
         log.debug("command failed", exc_info=True)  # AIRGRID_LOG_LEVEL=DEBUG shows the traceback
         raise OpsError(describe(exc), UNREACHABLE) from None

@@ -75,8 +75,10 @@ def _feedback_of(a: dict[str, Any]) -> Feedback:
 async def _send(s: Settings, msg: Feedback) -> None:
     from aiokafka import AIOKafkaProducer
 
+    from airgrid.cli.broker import reach
     from airgrid.kafka.topics import kafka_client_options
 
+    await reach(s)
     producer = AIOKafkaProducer(acks="all", request_timeout_ms=15000, **kafka_client_options(s))
     try:
         await producer.start()

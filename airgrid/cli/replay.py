@@ -39,9 +39,11 @@ def replay(topic: str, from_offset: int | None, from_time: str | None, batch: in
         raise click.UsageError("--from-offset and --from-time exclude each other")
 
     async def go(s: Settings) -> int:
+        from airgrid.cli.broker import reach
         from airgrid.sinks.sql import SqlProjection
 
         since = parse_time(from_time, s, "--from-time") if from_time else None
+        await reach(s)
         engine = projection_engine(s, must_exist=False)
         sink = SqlProjection(engine, zone=s.zone)
         try:

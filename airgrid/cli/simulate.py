@@ -66,10 +66,12 @@ def simulate(workers: bool, blast: int | None, **sim: Any) -> int:
     cfg = sim_config(**sim)
 
     async def go(s: Settings) -> int:
+        from airgrid.cli.broker import reach
         from airgrid.domain.directory import Directory
         from airgrid.sim.runner import GridWorkers, run_stations, run_workers
 
         directory = Directory.load(s.grid_file)
+        await reach(s)
         if blast:
             from datetime import UTC, datetime, timedelta
 

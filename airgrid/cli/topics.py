@@ -16,8 +16,10 @@ def topics() -> int:
 
 
 async def _create(s: Settings) -> int:
+    from airgrid.cli.broker import reach
     from airgrid.kafka.topics import TopicsError, ensure_topics
 
+    await reach(s)
     try:
         made = await ensure_topics(s)
     except TopicsError as exc:

@@ -17,8 +17,10 @@ def watch(from_beginning: bool, limit: int | None) -> int:
     happen, until Ctrl-C."""
 
     async def go(s: Settings) -> int:
+        from airgrid.cli.broker import reach
         from airgrid.ops.watch import watch as lines
 
+        await reach(s)
         await lines(s, from_beginning=from_beginning, limit=limit)
         return 0
 

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         description="consumer-group session timeout: how soon the partitions of a killed worker "
         "move to a live one (or to it, restarted)",
     )
+    broker_connect_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="how long a command (topics, watch, feedback send, replay, simulate) waits for "
+        "a broker that does not answer before it gives up with exit 1",
+    )
     topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of every airgrid topic")
     topic_replication: int = Field(1, ge=1, le=16, description="replication factor of topics")
     store: Literal["memory", "rocksdb"] = Field(

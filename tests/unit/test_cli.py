@@ -1,6 +1,6 @@
 """The one ``airgrid`` command tree (issue 13, item 5) and its errors a person can act on (issue 15,
-section 3): one help, ``-h`` everywhere, ``usage: airgrid ...``, ``--version``, one-line errors.
-Real processes where the entry point matters."""
+section 3): one help, ``-h`` everywhere, ``usage: airgrid ...``, ``--version``, one-line errors,
+Kafka that does not answer. Real processes where the entry point matters."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import click
 import pytest
 
 from airgrid.cli import COMMANDS, root, run
+from airgrid.kafka.local import free_port
 from tests.helpers import REPO
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("airgrid")
@@ -173,3 +174,38 @@ def test_worker_help_works_offline_and_changes_nothing(silent_broker: socket.soc
     assert time.monotonic() - began < 20
     assert not connected(silent_broker)  # no Kafka connection, so no topic created
     assert not data.exists()
+
+
+@pytest.mark.parametrize("argv", [["topics"], ["watch"]], ids=lambda a: a[0])
+def test_a_closed_kafka_port_is_one_line(argv: list[str]) -> None:
+    port = free_port()
+    done = airgrid(*argv, env={"AIRGRID_BROKER": f"kafka://127.0.0.1:{port}"})
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"airgrid: cannot reach Kafka at kafka://127.0.0.1:{port} (AIRGRID_BROKER): Connection refused\n"
+    )
+
+
+@pytest.mark.parametrize("argv", [["topics"], ["watch"], ["replay", "--topic", "alarms"]], ids=lambda a: a[0])
+def test_a_kafka_that_does_not_answer_says_so_and_times_out(
+    argv: list[str], silent_broker: socket.socket, tmp_path: Path
+) -> None:
+    """Issue 15: 40 silent seconds, then a doubled `KafkaConnectionError: KafkaConnectionError:`,
+    aiokafka's own error lines and an `Unclosed AIOKafkaProducer`."""
+    broker = f"kafka://127.0.0.1:{silent_broker.getsockname()[1]}"
+    env = {
+        "AIRGRID_BROKER": broker,
+        "AIRGRID_BROKER_CONNECT_TIMEOUT_SECONDS": "3",
+        "AIRGRID_DATA_DIR": str(tmp_path),
+        "PYTHONWARNINGS": "always",  # an unclosed client's ResourceWarning would show
+    }
+    began = time.monotonic()
+    done = airgrid(*argv, env=env)
+    took = time.monotonic() - began
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"airgrid: connecting to Kafka at {broker} (AIRGRID_BROKER)...",
+        f"airgrid: cannot reach Kafka at {broker} (AIRGRID_BROKER): no answer within 3 s "
+        "(AIRGRID_BROKER_CONNECT_TIMEOUT_SECONDS)",
+    ], done.stderr
+    assert 3 <= took < 15, took

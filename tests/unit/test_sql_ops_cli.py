@@ -75,10 +75,22 @@ def test_feedback_send_refuses_bad_input_before_kafka(
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("airgrid: invalid feedback: task_id") and err.count("\n") == 1
     code = airgrid(
-        ["feedback", "send", "--task", "T-ST001-202611160200", "--worker", "W-1", "--action", "acknowledge"]
+        [
+            "feedback",
+            "send",
+            "--task",
+            "T-ST001-202611160200",
+            "--worker",
+            "W-L3-010102-1",
+            "--action",
+            "acknowledge",
+        ]
     )
     err = capsys.readouterr().err
-    assert code == 1 and "cannot send to Kafka at kafka://127.0.0.1:1" in err
+    assert (
+        code == 1
+        and err == "airgrid: cannot reach Kafka at kafka://127.0.0.1:1 (AIRGRID_BROKER): Connection refused\n"
+    )
 
 
 def test_replay_without_a_broker_is_exit_1(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
