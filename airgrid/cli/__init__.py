@@ -9,6 +9,7 @@ below: that line is the whole registration (``airgrid --help`` lists it, in this
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import NoReturn
@@ -80,7 +81,7 @@ def root() -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command line (without the program name); its exit code. Every error is one line
-    on stderr starting ``airgrid:``."""
+    on stderr starting ``airgrid:``; a closed stdout (``airgrid ... | head``) ends quietly."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["help"]:  # `airgrid help tasks list` is `airgrid tasks list --help`
         args = [*args[1:], "--help"]
@@ -107,15 +108,33 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (KeyboardInterrupt, click.Abort):
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """The ``airgrid`` program (``python -m airgrid``, the console script)."""
-    raise SystemExit(run(argv))
+    code = run(argv)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _stdout_closed()
+    raise SystemExit(code)
 
 
 def _error(message: str) -> None:
     print(f"airgrid: {message}", file=sys.stderr)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null so that the flush
+    at exit does not fail again, and exit as a program killed by SIGPIPE would (128 + 13)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return 141
 
 
 __all__ = ["COMMANDS", "Context", "Entry", "Formatter", "main", "run"]

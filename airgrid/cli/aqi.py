@@ -23,6 +23,7 @@ from airgrid.domain.aqi import (
     Standard,
     daily_aqi,
     hourly_aqi,
+    na_reason,
     pollutant_of,
     standard_for,
     to_decimal,
@@ -88,11 +89,18 @@ def aqi(values: tuple[str, ...], standard: str | None, period: str, as_json: boo
         doc = result.to_dict() | {
             "period": None if chosen is Standard.EPA_2024 else period,
             "concentrations": {k: str(v) for k, v in concs.items()},
+            "na_reason": _why_na(result),
         }
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
         print(_render(result, concs, chosen, period))
     return 0
+
+
+def _why_na(result: AqiResult | EpaResult) -> str | None:
+    if isinstance(result, AqiResult):
+        return na_reason(result)
+    return None if result.aqi is not None else "no value given is an indicator of US EPA 2024"
 
 
 def _parse_values(items: Sequence[str], known: Iterable[str]) -> dict[str, Decimal]:
@@ -138,7 +146,7 @@ def _render(
         sub = result.iaqi.get(ind)
         lines.append(f"  {ind:<10} {f'{conc} {unit}':>16}  {'-' if sub is None else sub:>5}")
     if result.aqi is None or result.category is None:
-        lines.append("AQI: NA")
+        lines.append(f"AQI: NA: {_why_na(result)}")
     elif isinstance(result, AqiResult):
         cat = result.category
         lines.append(f"AQI: {result.aqi}  level {cat.level} {cat.en} / {cat.zh} ({cat.colour})")

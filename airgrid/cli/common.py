@@ -48,7 +48,7 @@ def run_async(main: Callable[[Settings], Awaitable[int | None]]) -> int:
     setup_logging(s)
     try:
         result = asyncio.run(_call(main, s))
-    except OpsError:
+    except (OpsError, BrokenPipeError):
         raise
     except DirectoryError as exc:
         raise OpsError(str(exc), BAD_INPUT) from None

@@ -349,6 +349,19 @@ def _assemble(values: Mapping[str, int], standard: Standard) -> AqiResult:
     return AqiResult(aqi, index, category(aqi), primary, standard, missing)
 
 
+def na_reason(result: AqiResult) -> str | None:
+    """Why ``result`` has no AQI (published as NA), in words; None when it has one."""
+    if result.aqi is not None:
+        return None
+    if not result.iaqi:
+        return "no value given is an indicator of this standard and period"
+    rule = "HJ 633-2026" if result.standard is Standard.HJ633_2026 else "HJ 633-2026's rule; 2012 is silent"
+    return (
+        f"{', '.join(result.missing)} missing: with incomplete data the AQI is published only above "
+        f"100 ({rule}), and the pollutants given reach {max(result.iaqi.values())}"
+    )
+
+
 def hourly_aqi(
     concs: Mapping[str, Number | None],
     standard: Standard,

@@ -31,6 +31,7 @@ from airgrid.domain.aqi import (
     daily_aqi,
     hourly_aqi,
     iaqi,
+    na_reason,
     standard_for,
 )
 from airgrid.domain.epa import (
@@ -699,6 +700,30 @@ def test_cli_epa(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert doc["aqi"] == 102
     assert doc["category"]["name"] == "Unhealthy for Sensitive Groups"
+
+
+def test_na_reason_names_the_rule_for_incomplete_data() -> None:
+    partial = hourly_aqi({"pm25": 50}, S26)
+    assert partial.aqi is None and partial.iaqi == {"pm25_1h": 80}
+    assert na_reason(partial) == (
+        "pm10, so2, no2, co, o3 missing: with incomplete data the AQI is published only above 100 "
+        "(HJ 633-2026), and the pollutants given reach 80"
+    )
+    assert "2012 is silent" in (na_reason(hourly_aqi({"so2": 20}, S12)) or "")
+    assert na_reason(hourly_aqi({"pm25": 200}, S26)) is None  # above 100: published
+    assert na_reason(hourly_aqi({}, S26)) == "no value given is an indicator of this standard and period"
+
+
+def test_cli_says_why_the_aqi_is_na(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: `aqi pm25=50` printed only `AQI: NA`."""
+    assert main(["pm25=50", "--standard", "hj633-2026"]) == 0
+    out = capsys.readouterr().out
+    assert "AQI: NA: pm10, so2, no2, co, o3 missing: with incomplete data the AQI is published " in out
+    assert main(["pm25=50", "--standard", "hj633-2026", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["aqi"] is None and doc["na_reason"] == na_reason(hourly_aqi({"pm25": 50}, S26))
+    assert main([*EXAMPLE, "--standard", "hj633-2026", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["na_reason"] is None
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The one ``airgrid`` command tree (issue 13, item 5) and its errors a person can act on (issue 15,
 section 3): one help, ``-h`` everywhere, ``usage: airgrid ...``, ``--version``, one-line errors,
-Kafka that does not answer. Real processes where the entry point matters."""
+a closed stdout, Kafka that does not answer. Real processes where the entry point matters."""
 
 from __future__ import annotations
 
@@ -209,3 +209,18 @@ def test_a_kafka_that_does_not_answer_says_so_and_times_out(
         "(AIRGRID_BROKER_CONNECT_TIMEOUT_SECONDS)",
     ], done.stderr
     assert 3 <= took < 15, took
+
+
+def test_a_closed_stdout_ends_quietly() -> None:
+    """Issue 15: `airgrid aqi ... --json | head` ended in a BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airgrid", "aqi", "pm25=80", "pm10=130", "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before airgrid writes (as `head` after its lines)
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141  # 128 + SIGPIPE, as a program killed by the signal
+    assert err == ""
