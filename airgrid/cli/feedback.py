@@ -33,11 +33,14 @@ def feedback() -> None:
 @click.option("--sources-inspected", type=int, default=0, show_default=True)
 @click.option("--feedback-id", help="default: a new unique id (a repeat with the same id is a no-op)")
 def send(**given: Any) -> int:
-    """Send one Feedback message to the feedback topic. The worker process applies it, or refuses
-    it to feedback.rejected (see `airgrid watch`)."""
+    """Send one Feedback message to the feedback topic, after checking the worker and the task
+    against the grid directory (AIRGRID_GRID_FILE): the worker must exist, and its grid must be
+    in the grid chain of the task's station (a review action needs a level-2 or level-1 grid).
+    The worker process applies it, or refuses it to feedback.rejected (see `airgrid watch`)."""
     msg = _feedback_of(given)
 
     async def go(s: Settings) -> int:
+        _check(msg, s)
         await _send(s, msg)
         print(f"sent {msg.feedback_id}: {msg.action} on {msg.task_id} by {msg.worker_id}")
         return 0
@@ -70,6 +73,34 @@ def _feedback_of(a: dict[str, Any]) -> Feedback:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
         raise OpsError(f"invalid feedback: {where}: {err['msg']}", BAD_INPUT) from None
+
+
+def _check(msg: Feedback, s: Settings) -> None:
+    """Refuse here what the worker would refuse for the directory's sake (unknown task, unknown
+    worker, wrong grid, not a reviewer): a person sees why at once instead of `sent`."""
+    from airgrid.domain.directory import Directory, DirectoryError
+    from airgrid.domain.tasks import authorise_in, station_of_task
+
+    try:
+        directory = Directory.load(s.grid_file)
+    except DirectoryError as exc:
+        raise OpsError(str(exc), BAD_INPUT) from None
+    station = station_of_task(msg.task_id)
+    lineage = directory.lineage(station) if station else None
+    if station is None or lineage is None:
+        raise OpsError(
+            f"--task: {msg.task_id} names station {station}, which is not in the grid directory {s.grid_file}"
+            if station
+            else f"--task: {msg.task_id!r} is not a task id (T-<station>-<yyyymmddHHMM>)",
+            BAD_INPUT,
+        )
+    worker = directory.workers.get(msg.worker_id)
+    if worker is None:
+        raise OpsError(f"--worker: no worker {msg.worker_id!r} in the grid directory {s.grid_file}")
+    level = directory.level_of_grid(worker.grid) or 0
+    refusal = authorise_in(lineage, msg.action, level, worker.grid)
+    if refusal is not None:
+        raise OpsError(f"--worker {msg.worker_id}: {refusal.reason} (the worker would refuse it)")
 
 
 async def _send(s: Settings, msg: Feedback) -> None:

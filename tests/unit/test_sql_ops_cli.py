@@ -93,6 +93,46 @@ def test_feedback_send_refuses_bad_input_before_kafka(
     )
 
 
+@pytest.mark.parametrize(
+    ("task", "worker", "action", "message"),
+    [
+        (
+            "T-ST001-202611160200",
+            "W-NOBODY",
+            "acknowledge",
+            "--worker: no worker 'W-NOBODY' in the grid directory",
+        ),
+        (
+            "T-ST999-202611160200",
+            "W-L3-010102-1",
+            "acknowledge",
+            "--task: T-ST999-202611160200 names station ST999, which is not in the grid directory",
+        ),
+        (
+            "T-ST001-202611160200",
+            "W-L3-021209-1",
+            "acknowledge",
+            "--worker W-L3-021209-1: worker's grid L3-021209 is not in the task's grid chain "
+            "L3-010102 > L2-0101 > L1-01",
+        ),
+        (
+            "T-ST001-202611160200",
+            "W-L3-010102-1",
+            "approve",
+            "--worker W-L3-010102-1: approve needs a reviewer of grid L2-0101 or L1-01",
+        ),
+    ],
+)
+def test_feedback_send_checks_worker_and_task_against_the_directory(
+    projection: str, capsys: pytest.CaptureFixture[str], task: str, worker: str, action: str, message: str
+) -> None:
+    """Issue 15: `--worker W-NOBODY` said `sent`; the worker then refused it where nobody looks.
+    AIRGRID_BROKER is a closed port: a check that passed would end in `cannot reach Kafka`."""
+    assert airgrid(["feedback", "send", "--task", task, "--worker", worker, "--action", action]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"airgrid: {message}") and err.count("\n") == 1, err
+
+
 def test_replay_without_a_broker_is_exit_1(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert airgrid(["replay", "--topic", "task-events", "--from-time", "yesterday"]) == 2
     assert "--from-time" in capsys.readouterr().err
