@@ -12,7 +12,14 @@ from airgrid.config.settings import Settings
 @command("watch")
 @click.option("--from-beginning", is_flag=True, help="start at the first message of each topic")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="stop after N lines")
-def watch(from_beginning: bool, limit: int | None) -> int:
+@click.option(
+    "-e",
+    "--to-end",
+    is_flag=True,
+    help="stop at the end of the topics as they were when watch started (like kcat -e); "
+    "with --from-beginning, print everything they hold and exit",
+)
+def watch(from_beginning: bool, limit: int | None, to_end: bool) -> int:
     """Print alarms, task events, dead letters and rejected feedback as readable lines, as they
     happen, until Ctrl-C."""
 
@@ -21,7 +28,7 @@ def watch(from_beginning: bool, limit: int | None) -> int:
         from airgrid.ops.watch import watch as lines
 
         await reach(s)
-        await lines(s, from_beginning=from_beginning, limit=limit)
+        await lines(s, from_beginning=from_beginning, limit=limit, to_end=to_end)
         return 0
 
     return run_async(go)
