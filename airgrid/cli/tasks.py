@@ -6,7 +6,8 @@ import csv
 import io
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -15,6 +16,8 @@ from airgrid.cli.common import parse_time, projection_engine, settings
 from airgrid.config.settings import Settings
 
 STATES = ("dispatched", "acknowledged", "on_site", "feedback_submitted", "closed")
+# not states of the machine, but what an operator asks for (docs/tasks.md)
+VIEWS = ("escalated", "overdue")
 LIST_COLUMNS = ("task_id", "state", "level", "grid_id", "grid_l3", "station_id", "severity", "version")
 TIME_COLUMNS = ("created_at", "updated_at", "deadline_at", "closed_at")
 
@@ -28,8 +31,9 @@ def tasks() -> None:
 @click.option("--grid", help="a grid id at any level: the tasks of that grid and the grids below it")
 @click.option(
     "--state",
-    type=click.Choice(STATES),
-    help="only tasks in this state",
+    type=click.Choice(STATES + VIEWS),
+    help="only tasks in this state; escalated: now at level 2 or 1; overdue: open, feedback not "
+    "submitted and the deadline passed",
 )
 @click.option("--since", help="created at or after (ISO date/time; local zone if none given)")
 @click.option("--until", help="created before (ISO date/time)")
@@ -53,13 +57,15 @@ def list_(
     rows = list_tasks(
         engine,
         grid=grid,
-        state=state,
+        state=state if state in STATES else None,
+        escalated=state == "escalated",
+        overdue_at=datetime.now(UTC) if state == "overdue" else None,
         since=start,
         until=end,
         limit=limit,
     )
     if fmt == "json":
-        print(json.dumps(rows, default=str, indent=1))
+        print(json.dumps(rows, default=_json_value, indent=1))
     elif fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=[*LIST_COLUMNS, *TIME_COLUMNS])
@@ -92,7 +98,7 @@ def show(task_id: str, fmt: str) -> int:
     if task is None:
         raise OpsError(f"no task {task_id!r} in the projection", UNREACHABLE)
     if fmt == "json":
-        print(json.dumps({"task": task, "events": history}, default=str, indent=1))
+        print(json.dumps({"task": task, "events": history}, default=_json_value, indent=1))
         return 0
     print(
         f"{task['task_id']}  station {task['station_id']}  {task['severity']}  state {task['state']}  "
@@ -107,6 +113,13 @@ def show(task_id: str, fmt: str) -> int:
             f"L{e['level']} {e['grid_id']:<10} {who} {e['note'] or ''}".rstrip()
         )
     return 0
+
+
+def _json_value(value: Any) -> str:
+    """Times as ISO 8601 with their offset (``2026-11-19T02:00:00+00:00``), as in the topics."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _local(t: datetime | None, s: Settings) -> str:

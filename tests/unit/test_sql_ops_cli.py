@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from airgrid.cli import run as airgrid
-from airgrid.sinks.sql import SqlProjection, make_engine
+from airgrid.sinks.sql import SqlProjection, list_tasks, make_engine
 from tests.sql_support import letters, week_story
 
 
@@ -138,3 +141,48 @@ def test_replay_without_a_broker_is_exit_1(projection: str, capsys: pytest.Captu
     assert "--from-time" in capsys.readouterr().err
     assert airgrid(["replay", "--topic", "task-events"]) == 1
     assert "cannot reach Kafka" in capsys.readouterr().err
+
+
+def test_tasks_list_json_times_are_iso_8601(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: `--format json` printed `2026-11-16 02:00:00+00:00` (str of a datetime)."""
+    assert airgrid(["tasks", "list", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["created_at"] == "2026-11-16T02:00:00+00:00"
+    assert all(datetime.fromisoformat(r["updated_at"]).tzinfo is not None for r in rows)
+    assert airgrid(["tasks", "show", "T-ST001-202611190200", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["task"]["deadline_at"] == "2026-11-20T02:00:00+00:00"
+    assert {e["at"][10] for e in shown["events"]} == {"T"}
+
+
+def test_escalated_and_overdue_tasks_by_query(projection: str) -> None:
+    engine = make_engine(projection)
+
+    def ids(**filters: Any) -> list[str]:
+        return [r["task_id"] for r in list_tasks(engine, **filters)]
+
+    assert ids(escalated=True) == ["T-ST002-202611170200", "T-ST002-202611200200"]  # to L2; to L1
+    # overdue: open, feedback not submitted, deadline passed (the reports' meaning)
+    assert ids(overdue_at=datetime(2026, 11, 20, 12, tzinfo=UTC)) == ["T-ST003-202611180200"]
+    assert ids(overdue_at=datetime(2026, 11, 25, tzinfo=UTC)) == [
+        "T-ST003-202611180200",
+        "T-ST002-202611200200",
+        "T-ST003-202611230300",
+    ]
+    assert ids(overdue_at=datetime(2026, 11, 25, tzinfo=UTC), grid="L2-0101") == ["T-ST002-202611200200"]
+
+
+def test_tasks_list_state_escalated_and_overdue(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: `--state` could not filter escalated or overdue tasks."""
+    assert airgrid(["tasks", "list", "--format", "json"]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert listed(capsys, "--state", "escalated") == [r["task_id"] for r in every if r["level"] < 3]
+    now = datetime.now(UTC)
+    late = [
+        r["task_id"]
+        for r in every
+        if r["state"] in ("dispatched", "acknowledged", "on_site")
+        and datetime.fromisoformat(r["deadline_at"]) < now
+    ]
+    assert listed(capsys, "--state", "overdue") == late
+    assert "T-ST001-202611160200" not in late  # closed: never overdue
