@@ -3,9 +3,6 @@ watch had no way to stop at the end of the topics, like ``kcat -e``) and ``kafka
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +10,8 @@ import orjson
 import pytest
 
 from airgrid.kafka.local import free_port
-from tests.helpers import REPO, produce, worker_env
+from tests.helpers import airgrid_cli as airgrid
+from tests.helpers import clean_env, produce, worker_env
 
 pytestmark = [pytest.mark.kafka]
 
@@ -36,18 +34,6 @@ DISPATCHED = {
     "state": "dispatched",
     "deadline_at": "2026-11-28T05:00:00+00:00",
 }
-
-
-def airgrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "airgrid", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_watch_to_end_prints_what_the_topics_hold_and_exits(
@@ -82,7 +68,7 @@ async def test_watch_to_end_prints_what_the_topics_hold_and_exits(
 
 
 def test_kafka_check(kafka_bootstrap: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRGRID_")}
+    env = clean_env()
     up = airgrid(env, "kafka", "check", "--bootstrap", kafka_bootstrap)
     assert (up.returncode, up.stdout) == (0, f"Kafka answers on {kafka_bootstrap}\n")
     closed = f"127.0.0.1:{free_port()}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from airgrid.cli import COMMANDS, root, run
 from airgrid.kafka.local import free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, airgrid_cli, clean_env
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("airgrid")
 
@@ -39,16 +38,7 @@ def command_paths() -> list[tuple[str, ...]]:
 
 def airgrid(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m airgrid ARGS`` with a clean AIRGRID_* environment (plus ``env``)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRGRID_")}
-    return subprocess.run(
-        [sys.executable, "-m", "airgrid", *args],
-        env={**clean, **(env or {})},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return airgrid_cli(clean_env(**(env or {})), *args, timeout=60)
 
 
 @pytest.fixture
