@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import click
 
-from airgrid.cli.base import Context, Formatter, Group, OpsError
+from airgrid.cli.base import Group, OpsError
 
 
 @dataclass(frozen=True)
@@ -137,4 +137,4 @@ def _stdout_closed() -> int:
     return 141
 
 
-__all__ = ["COMMANDS", "Context", "Entry", "Formatter", "main", "run"]
+__all__ = ["COMMANDS", "Entry", "main", "root", "run"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airgrid.cli.base import BAD_INPUT, UNREACHABLE, OpsError
 from airgrid.config.settings import Settings, SettingsError, load_settings
@@ -37,7 +37,7 @@ def setup_logging(s: Settings) -> None:
     quiet_kafka_logs()
 
 
-def run_async(main: Callable[[Settings], Awaitable[int | None]]) -> int:
+def run_async(main: Callable[[Settings], Coroutine[Any, Any, int | None]]) -> int:
     """Load the settings, set up logging and run ``main(settings)``; its exit code (0 for None).
     Kafka errors become one line naming the broker; Ctrl-C is 130."""
     from aiokafka.errors import KafkaError
@@ -47,7 +47,7 @@ def run_async(main: Callable[[Settings], Awaitable[int | None]]) -> int:
     s = settings()
     setup_logging(s)
     try:
-        result = asyncio.run(_call(main, s))
+        result = asyncio.run(main(s))
     except (OpsError, BrokenPipeError):
         raise
     except DirectoryError as exc:
@@ -64,10 +64,6 @@ def describe(exc: BaseException) -> str:
     """``Type: first line``, once (aiokafka's messages already start with their type)."""
     name = type(exc).__name__
     return f"{name}: {first_line(exc).removeprefix(f'{name}: ')}"
-
-
-async def _call(main: Callable[[Settings], Awaitable[int | None]], s: Settings) -> int | None:
-    return await main(s)
 
 
 def shown_url(url: str) -> str:

@@ -86,14 +86,15 @@ def _check(msg: Feedback, s: Settings) -> None:
     except DirectoryError as exc:
         raise OpsError(str(exc), BAD_INPUT) from None
     station = station_of_task(msg.task_id)
-    lineage = directory.lineage(station) if station else None
-    if station is None or lineage is None:
+    if station is None:
+        raise OpsError(f"--task: {msg.task_id!r} is not a task id (T-<station>-<yyyymmddHHMM>)")
+    if station not in directory.stations:
         raise OpsError(
             f"--task: {msg.task_id} names station {station}, which is not in the grid directory {s.grid_file}"
-            if station
-            else f"--task: {msg.task_id!r} is not a task id (T-<station>-<yyyymmddHHMM>)",
-            BAD_INPUT,
         )
+    lineage = directory.lineage(station)
+    if lineage is None:
+        raise OpsError(f"--task: station {station} lies in no level-3 grid of {s.grid_file}")
     worker = directory.workers.get(msg.worker_id)
     if worker is None:
         raise OpsError(f"--worker: no worker {msg.worker_id!r} in the grid directory {s.grid_file}")
