@@ -1,6 +1,6 @@
-"""Allow ``python -m airgrid`` as an alias of the ``airgrid`` command."""
+"""``python -m airgrid``: the ``airgrid`` command."""
 
-from airgrid.cli.main import main
+from airgrid.cli import main
 
 if __name__ == "__main__":
     main()

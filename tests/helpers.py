@@ -33,9 +33,27 @@ escalate_after_s = {escalate}
 """
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any AIRGRID_* variable of the calling shell, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIRGRID_")} | extra
+
+
+def airgrid_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m airgrid ARGS`` in the repository with exactly ``env``; never raises on its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "airgrid", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def worker_env(bootstrap: str, uid: str, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment of an isolated worker: its own topics, group, state and port."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRGRID_")}
+    env = clean_env()
     env.update(
         AIRGRID_BROKER=f"kafka://{bootstrap}",
         AIRGRID_TOPIC_PREFIX=f"t{uid}.",

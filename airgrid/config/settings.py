@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         description="consumer-group session timeout: how soon the partitions of a killed worker "
         "move to a live one (or to it, restarted)",
     )
+    broker_connect_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="how long a command (topics, watch, feedback send, replay, simulate) waits for "
+        "a broker that does not answer before it gives up with exit 1",
+    )
     topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of every airgrid topic")
     topic_replication: int = Field(1, ge=1, le=16, description="replication factor of topics")
     store: Literal["memory", "rocksdb"] = Field(
@@ -196,6 +203,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()  # the dialect's module only, not its driver
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise ValueError(
+                f"not a SQLAlchemy database URL ({exc}); e.g. sqlite:////var/lib/airgrid/airgrid.db "
+                "or postgresql+psycopg://user:password@host:5432/airgrid"
+            ) from None
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -240,12 +264,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate settings once; raise :class:`SettingsError` naming each bad setting."""
+    """Read and validate settings once; raise :class:`SettingsError` naming each bad setting where
+    it was given: the ``AIRGRID_*`` variable, or the key in the config file."""
     path = _config_file()
     if not path.is_file():
         raise SettingsError(f"AIRGRID_CONFIG_FILE: {path} does not exist or is not a file")
     try:
-        tomllib.loads(path.read_text(encoding="utf-8"))
+        in_file = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"AIRGRID_CONFIG_FILE: {path} is not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -255,12 +280,30 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = f"AIRGRID_{name.upper()}" if err["loc"] else "settings"
+            name = ".".join(str(p) for p in err["loc"])
             given = err.get("input")
-            shown = "" if isinstance(given, dict) or name == "broker_password" else f" (got {given!r})"
+            secret = name in SECRET_SETTINGS or isinstance(given, dict)
+            shown = "" if secret else f" (got {given!r})"
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{env}: {msg}{shown}")
+            problems.append(f"{_source(name, overrides, in_file, path)}: {msg}{shown}")
         raise SettingsError("invalid setting: " + "; ".join(problems)) from None
     except OSError as exc:  # unreadable config file
         raise SettingsError(f"AIRGRID_CONFIG_FILE: cannot read {exc.filename}: {exc.strerror}") from None
+
+
+SECRET_SETTINGS = frozenset({"broker_password", "database_url"})  # never echoed in an error
+
+
+def _source(name: str, overrides: dict[str, Any], in_file: dict[str, Any], path: Path) -> str:
+    """Where the value of setting ``name`` came from, as the person who gave it wrote it; the
+    sources in Settings' order (arguments, environment, config file)."""
+    if not name:
+        return "settings"
+    if name in overrides:
+        return name
+    env = f"AIRGRID_{name.upper()}"
+    if any(k.upper() == env for k in os.environ):
+        return env
+    if name.lower() in {str(k).lower() for k in in_file}:
+        return f"{name} in {path} (AIRGRID_CONFIG_FILE)"
+    return env

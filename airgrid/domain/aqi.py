@@ -1,4 +1,4 @@
-"""China AQI (HJ 633-2012 and HJ 633-2026): individual indices, real-time and daily AQI, and a CLI.
+"""China AQI (HJ 633-2012 and HJ 633-2026): individual indices, real-time and daily AQI.
 
 All arithmetic is exact ``decimal.Decimal``; inputs (float, int, str or Decimal) are converted
 through ``Decimal(str(x))`` so a float such as 60.5 is the decimal 60.5, never its binary neighbour.
@@ -31,21 +31,16 @@ Rules implemented, and the choices made where the standards are silent:
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, Inexact, InvalidOperation, localcontext
 from enum import StrEnum
 from functools import cache
 from importlib import resources
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, NoReturn
-
-if TYPE_CHECKING:
-    from airgrid.domain.epa import EpaResult
+from typing import Any
 
 Number = Decimal | float | int | str
 
@@ -127,7 +122,7 @@ DAILY_INDICATORS: dict[Standard, tuple[str, ...]] = {
     ),
     Standard.HJ633_2026: ("so2_24h", "no2_24h", "co_24h", "o3_8h", "pm10_24h", "pm25_24h"),
 }
-_DAILY_ALIASES = {"o3_1h_daily_max": "o3_1h", "o3_8h_daily_max": "o3_8h"}
+DAILY_ALIASES = {"o3_1h_daily_max": "o3_1h", "o3_8h_daily_max": "o3_8h"}
 _ONE = Decimal(1)
 _TENTH = Decimal("0.1")
 
@@ -354,6 +349,19 @@ def _assemble(values: Mapping[str, int], standard: Standard) -> AqiResult:
     return AqiResult(aqi, index, category(aqi), primary, standard, missing)
 
 
+def na_reason(result: AqiResult) -> str | None:
+    """Why ``result`` has no AQI (published as NA), in words; None when it has one."""
+    if result.aqi is not None:
+        return None
+    if not result.iaqi:
+        return "no value given is an indicator of this standard and period"
+    rule = "HJ 633-2026" if result.standard is Standard.HJ633_2026 else "HJ 633-2026's rule; 2012 is silent"
+    return (
+        f"{', '.join(result.missing)} missing: with incomplete data the AQI is published only above "
+        f"100 ({rule}), and the pollutants given reach {max(result.iaqi.values())}"
+    )
+
+
 def hourly_aqi(
     concs: Mapping[str, Number | None],
     standard: Standard,
@@ -402,7 +410,7 @@ def daily_aqi(concs: Mapping[str, Number | None], standard: Standard) -> AqiResu
     use in its daily report (e.g. ``o3_1h`` under 2026, any ``_1h`` PM) is rejected.
     """
     _require_hj(standard)
-    aliases = {p: f"{p}_24h" for p in POLLUTANTS} | {"o3": "o3_8h"} | _DAILY_ALIASES
+    aliases = {p: f"{p}_24h" for p in POLLUTANTS} | {"o3": "o3_8h"} | DAILY_ALIASES
     values = _collect(concs, aliases, {})
     allowed = DAILY_INDICATORS[standard]
     unused = [ind for ind in values if ind not in allowed]
@@ -416,156 +424,3 @@ def daily_aqi(concs: Mapping[str, Number | None], standard: Standard) -> AqiResu
         if value is not None:
             out[ind] = value
     return _assemble(out, standard)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI: ``aqi pm25=80 pm10=130 so2=20 no2=40 co=0.8 o3=90 --standard hj633-2026 --period 1h``
-
-
-class _CliError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line on stderr (raised to main), not argparse's usage dump.
-        raise _CliError(message)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="aqi",
-        description="Compute the AQI from concentrations (ug/m3; CO in mg/m3).",
-        epilog="Pollutants: pm25 pm10 so2 no2 co o3, or explicit indicators such as "
-        "pm25_24h=75 o3_8h=120 so2_24h=300.",
-    )
-    parser.add_argument("values", nargs="+", metavar="NAME=VALUE")
-    parser.add_argument(
-        "--standard",
-        choices=[s.value for s in Standard],
-        default=None,
-        help="default: the HJ 633 version in force today (China date)",
-    )
-    parser.add_argument(
-        "--period",
-        choices=["1h", "24h"],
-        default="1h",
-        help="1h: real-time AQI (default); 24h: daily AQI (HJ 633 only)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser
-
-
-def _parse_values(items: Sequence[str], known: Iterable[str]) -> dict[str, Decimal]:
-    valid = set(POLLUTANTS) | set(known)
-    out: dict[str, Decimal] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip().lower().replace(".", "")  # PM2.5=80 works too
-        if not sep or not name:
-            raise _CliError(f"expected NAME=VALUE, got {item!r}")
-        if name not in valid:
-            expected = ", ".join(POLLUTANTS)
-            raise _CliError(f"unknown pollutant {name!r} (expected one of: {expected})")
-        if name in out:
-            raise _CliError(f"{name} given twice")
-        try:
-            out[name] = to_decimal(text, name)
-        except ValueError as exc:
-            raise _CliError(str(exc)) from None
-    return out
-
-
-def _rename(values: Mapping[str, Decimal], names: Mapping[str, str]) -> dict[str, Decimal]:
-    """Pollutant names -> indicators for the chosen period; ``pm25=1 pm25_1h=2`` is refused."""
-    out: dict[str, Decimal] = {}
-    for key, value in values.items():
-        name = names.get(key, key)
-        if name in out:
-            raise _CliError(f"{name} given twice")
-        out[name] = value
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``aqi`` command; returns the exit code (2 for bad input)."""
-    from airgrid.domain import epa  # late import: epa imports this module
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        ns = _parser().parse_args(args)
-        standard = Standard(ns.standard) if ns.standard else standard_for(datetime.now(UTC))
-        values = _parse_values(ns.values, INDICATORS + epa.EPA_INDICATORS + tuple(_DAILY_ALIASES))
-        if standard is Standard.EPA_2024:
-            concs = _rename(values, epa.CLI_INDICATOR)
-            used = [k for k in concs if k in epa.EPA_INDICATORS]
-            picked = {k: concs[k] for k in used}
-            result: AqiResult | EpaResult = epa.epa_result(picked, from_ugm3=True)
-        elif ns.period == "1h":
-            concs = _rename(values, {p: f"{p}_1h" for p in POLLUTANTS})
-            used = [k for k in concs if k in HOURLY_INDICATORS[standard]]
-            result = hourly_aqi({k: concs[k] for k in used}, standard)
-        else:
-            aliases = {p: f"{p}_24h" for p in POLLUTANTS} | {"o3": "o3_8h"} | _DAILY_ALIASES
-            concs = _rename(values, aliases)
-            used = [k for k in concs if k in DAILY_INDICATORS[standard]]
-            result = daily_aqi({k: concs[k] for k in used}, standard)
-    except (_CliError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-
-    ignored = [k for k in concs if k not in used]
-    if ignored:
-        period = "" if standard is Standard.EPA_2024 else f" {ns.period}"
-        print(f"note: not used by {standard.value}{period}: {', '.join(ignored)}", file=sys.stderr)
-    is_2012_1h = standard is Standard.HJ633_2012 and ns.period == "1h"
-    if is_2012_1h and {"pm25_1h", "pm10_1h"} & set(ignored):
-        # The classic mistake is feeding 1h PM to the 2012 real-time AQI; say what to pass instead.
-        print(
-            "note: hj633-2012 real-time PM IAQI uses the 24h sliding average: pass pm25_24h=... pm10_24h=...",
-            file=sys.stderr,
-        )
-    if ns.json:
-        doc = result.to_dict() | {
-            "period": None if standard is Standard.EPA_2024 else ns.period,
-            "concentrations": {k: str(v) for k, v in concs.items()},
-        }
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
-    else:
-        print(_render(result, concs, standard, ns.period))
-    return 0
-
-
-def _render(
-    result: AqiResult | EpaResult, concs: Mapping[str, Decimal], standard: Standard, period: str
-) -> str:
-    if isinstance(result, AqiResult):
-        version = standard.value.upper().replace("HJ633", "HJ 633")
-        title = f"{version} " + ("real-time (1h) AQI" if period == "1h" else "daily (24h) AQI")
-        head = "IAQI"
-    else:
-        title, head = "US EPA 2024 AQI (input in ug/m3, CO mg/m3)", "AQI"
-    lines = [title, f"  {'indicator':<10} {'concentration':>16}  {head:>5}"]
-    for ind, conc in concs.items():
-        unit = unit_of(ind)
-        sub = result.iaqi.get(ind)
-        lines.append(f"  {ind:<10} {f'{conc} {unit}':>16}  {'-' if sub is None else sub:>5}")
-    if result.aqi is None or result.category is None:
-        lines.append("AQI: NA")
-    elif isinstance(result, AqiResult):
-        cat = result.category
-        lines.append(f"AQI: {result.aqi}  level {cat.level} {cat.en} / {cat.zh} ({cat.colour})")
-    else:
-        ecat = result.category
-        lines.append(f"AQI: {result.aqi}  {ecat.name} ({ecat.colour})")
-    primary = ", ".join(f"{p} ({DISPLAY_NAMES[pollutant_of(p)]})" for p in result.primary)
-    lines.append(f"Primary pollutant: {primary or '-'}")
-    if result.missing:
-        lines.append(f"Missing: {', '.join(result.missing)}")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

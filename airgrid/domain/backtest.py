@@ -1,4 +1,4 @@
-"""``airgrid backtest``: run the agents' pure rule engine over historical hourly readings, no Kafka.
+"""The agents' pure rule engine over historical hourly readings, no Kafka (``airgrid backtest``).
 
 Input: the Beijing Multi-Site CSV format (``No, year, month, day, hour, PM2.5, PM10, SO2, NO2, CO,
 O3, ..., station``), local time UTC+08:00, every concentration in µg/m³ (CO too: it is divided by
@@ -16,9 +16,7 @@ The same functions as the ingest agent run: ``engine.evaluate`` per reading, and
 
 from __future__ import annotations
 
-import argparse
 import csv
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -27,13 +25,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from airgrid.config.settings import DATA_DIR
-from airgrid.domain.aqi import HOURLY_INDICATORS, Standard
+from airgrid.domain.aqi import HOURLY_INDICATORS
 from airgrid.domain.detection import engine
-from airgrid.domain.detection.compiled import RuleSet, compile_rules
-from airgrid.domain.detection.hour import HOUR, HourView, standard_of
+from airgrid.domain.detection.compiled import RuleSet
+from airgrid.domain.detection.hour import HOUR, HourView
 from airgrid.domain.detection.state import StationState
-from airgrid.domain.rules import RulesError, load_rules
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Reading
 
@@ -250,55 +246,4 @@ def summary(result: Result) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="airgrid backtest",
-        description="Run the alarm rules over historical hourly readings (Beijing Multi-Site CSV) "
-        "without Kafka; print alarm episodes per station and month.",
-        epilog="The CSV hour label H is read as the START of the hour (H:00-H+1:00, UTC+08:00) unless "
-        "--hour-label end; CO in the files is µg/m³ and is converted to mg/m³.",
-    )
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument(
-        "--rules", type=Path, default=DATA_DIR / "rules.toml", help="rules file (default: shipped)"
-    )
-    p.add_argument(
-        "--standard",
-        choices=["auto", *(s.value for s in Standard)],
-        default="auto",
-        help="AQI standard; auto: HJ 633 version by each reading's date (default)",
-    )
-    p.add_argument("--warning-level", choices=["none", "blue", "yellow", "orange", "red"], default="none")
-    p.add_argument(
-        "--hour-label", choices=["start", "end"], default="start", help="what the hour label means"
-    )
-    p.add_argument("--hourly-aqi-out", type=Path, default=None, metavar="FILE", help="write hourly AQI CSV")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    a = p.parse_args(argv)
-    try:
-        cat = load_rules(a.rules)
-        rows = [row for f in a.files for row in read_rows(f, a.hour_label)]
-    except (RulesError, BacktestError) as exc:
-        print(f"airgrid backtest: {exc}", file=sys.stderr)
-        return 2
-    rs = compile_rules(cat, a.warning_level, aqi_standard=a.standard)
-    progress = None if a.quiet else sys.stderr
-    began = time.monotonic()
-    if a.hourly_aqi_out is not None:
-        try:
-            with a.hourly_aqi_out.open("w", newline="", encoding="utf-8") as out:
-                result = run(rows, rs, out, progress)
-        except OSError as exc:
-            print(f"airgrid backtest: {a.hourly_aqi_out}: {exc.strerror}", file=sys.stderr)
-            return 2
-    else:
-        result = run(rows, rs, None, progress)
-    render(result, sys.stdout)
-    used = {standard_of(rs, r.end.timestamp() - HOUR).value for r in rows[:1] + rows[-1:]}
-    print(
-        f"{len(rows):,} rows in {time.monotonic() - began:.1f} s; AQI standard(s): {', '.join(sorted(used))}"
-    )
-    return 0
-
-
-__all__ = ["HOURLY_INDICATORS", "Result", "Row", "main", "read_rows", "render", "run", "summary"]
+__all__ = ["HOURLY_INDICATORS", "BacktestError", "Result", "Row", "read_rows", "render", "run", "summary"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from airgrid.domain.geo import Boundary, Locator, load_boundaries
 from airgrid.models.grid import Grid, GridDirectoryFile, Station, Worker
@@ -94,84 +97,149 @@ def parse_file(path: Path) -> tuple[GridDirectoryFile | None, list[Problem]]:
 
 
 def parse_directory(path: Path) -> tuple[GridDirectoryFile | None, list[Boundary], list[Problem]]:
-    """Read a directory file and the boundaries it names; check both; report every problem."""
-    doc = _read(path)
-    if isinstance(doc, list):
-        return None, [], doc
-    boundaries: list[Boundary] = []
-    problems: list[Problem] = []
-    if doc.boundaries is not None:
-        found, geo = load_boundaries(path.parent / doc.boundaries)
-        boundaries = found
-        problems += [Problem(p.where, p.what) for p in geo]
+    """Read a directory file and the boundaries it names; check both; report every problem.
+    A file that breaks the schema has no model (None), and its entries that do fit the schema
+    are still checked against each other, so one run lists every problem."""
+    raw = _read(path)
+    if isinstance(raw, list):
+        return None, [], raw
+    try:
+        doc = GridDirectoryFile.model_validate(raw)
+    except ValidationError as exc:
+        schema = [Problem(json_path(raw, e["loc"]), e["msg"]) for e in exc.errors()]
+        return None, [], schema + _check_what_fits(raw, path)
+    boundaries, problems = _boundaries(doc.boundaries, path)
     return doc, boundaries, problems + check(doc, boundaries)
 
 
-def _read(path: Path) -> GridDirectoryFile | list[Problem]:
+def _read(path: Path) -> Any:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         return [Problem(str(path), f"cannot read: {exc.strerror}")]
     except json.JSONDecodeError as exc:
         return [Problem(f"{path}:{exc.lineno}:{exc.colno}", f"not JSON: {exc.msg}")]
-    try:
-        return GridDirectoryFile.model_validate(raw)
-    except ValidationError as exc:
-        return [Problem("$." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
 
 
-def check(doc: GridDirectoryFile, boundaries: list[Boundary] | None = None) -> list[Problem]:
+def _boundaries(name: str | None, path: Path) -> tuple[list[Boundary], list[Problem]]:
+    if name is None:
+        return [], []
+    found, geo = load_boundaries(path.parent / name)
+    return found, [Problem(p.where, p.what) for p in geo]
+
+
+def json_path(raw: Any, loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location in the style of every other problem: ``$.grids[2] (A1a).level``
+    (an entry's index, then its id when it has one)."""
+    out, node = "$", raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("id"), str):
+                out += f" ({node['id']})"
+        else:
+            out += f".{part}"
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+SECTIONS: dict[str, type[BaseModel]] = {"grids": Grid, "workers": Worker, "stations": Station}
+
+
+def _check_what_fits(raw: Any, path: Path) -> list[Problem]:
+    """The consistency problems among the entries that fit the schema (of a file that does not)."""
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), list) for k in SECTIONS):
+        return []
+    kept: dict[str, list[Any]] = {}
+    at: dict[str, list[int]] = {}
+    broken: set[str] = set()  # ids of entries that break the schema: reported once, above
+    for section, model in SECTIONS.items():
+        kept[section], at[section] = [], []
+        for i, item in enumerate(raw[section]):
+            try:
+                kept[section].append(model.model_validate(item))
+                at[section].append(i)
+            except ValidationError:
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    broken.add(item["id"])
+    doc = GridDirectoryFile.model_construct(
+        city=str(raw.get("city")), grids=kept["grids"], workers=kept["workers"], stations=kept["stations"]
+    )
+    name = raw.get("boundaries")
+    boundaries, problems = _boundaries(name if isinstance(name, str) else None, path)
+    return problems + check(doc, boundaries, broken=broken, at=at)
+
+
+def check(
+    doc: GridDirectoryFile,
+    boundaries: list[Boundary] | None = None,
+    *,
+    broken: AbstractSet[str] = frozenset(),
+    at: Mapping[str, Sequence[int]] | None = None,
+) -> list[Problem]:
     """Every consistency problem: tree shape, duplicates, workers and stations attached, and
-    with boundaries: each names a level-3 grid once, each station lies in exactly one."""
+    with boundaries: each names a level-3 grid once, each station lies in exactly one. ``broken``:
+    ids of grids that are in the file but break its schema (a reference to one is no problem of
+    its own); ``at``: the entries' indexes in the file when some were left out."""
+
+    def idx(section: str, i: int) -> int:
+        return at[section][i] if at else i
+
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, g in enumerate(doc.grids):
-        where = f"$.grids[{i}] ({g.id})"
+        where = f"$.grids[{idx('grids', i)}] ({g.id})"
         if g.id in seen:
             problems.append(Problem(where, f"duplicate grid id, first at $.grids[{seen[g.id]}]"))
             continue
-        seen[g.id] = i
+        seen[g.id] = idx("grids", i)
     grids = {g.id: g for g in doc.grids}
     for i, g in enumerate(doc.grids):
-        where = f"$.grids[{i}] ({g.id})"
+        where = f"$.grids[{idx('grids', i)}] ({g.id})"
         if g.level == 1:
             if g.parent is not None:
                 problems.append(Problem(where, "a level-1 grid has no parent"))
             continue
         parent = grids.get(g.parent or "")
         if parent is None:
-            problems.append(Problem(where, f"parent {g.parent!r} is not a grid"))
+            if g.parent not in broken:
+                problems.append(Problem(where, f"parent {g.parent!r} is not a grid"))
         elif parent.level != g.level - 1:
             problems.append(
                 Problem(where, f"parent {parent.id} is level {parent.level}, expected {g.level - 1}")
             )
     wseen: dict[str, int] = {}
     for i, w in enumerate(doc.workers):
-        where = f"$.workers[{i}] ({w.id})"
+        where = f"$.workers[{idx('workers', i)}] ({w.id})"
         if w.id in wseen:
             problems.append(Problem(where, f"duplicate worker id, first at $.workers[{wseen[w.id]}]"))
-        wseen.setdefault(w.id, i)
-        if w.grid not in grids:
+        wseen.setdefault(w.id, idx("workers", i))
+        if w.grid not in grids and w.grid not in broken:
             problems.append(Problem(where, f"grid {w.grid!r} does not exist"))
-    problems += _check_boundaries(boundaries or [], grids)
+    problems += _check_boundaries(boundaries or [], grids, broken)
     locator = Locator(boundaries or [])
     sseen: dict[str, int] = {}
     for i, st in enumerate(doc.stations):
-        where = f"$.stations[{i}] ({st.id})"
+        where = f"$.stations[{idx('stations', i)}] ({st.id})"
         if st.id in sseen:
             problems.append(Problem(where, f"duplicate station id, first at $.stations[{sseen[st.id]}]"))
-        sseen.setdefault(st.id, i)
-        problems += [Problem(where, what) for what in _station_problems(st, grids, locator)]
+        sseen.setdefault(st.id, idx("stations", i))
+        if st.grid is None or st.grid not in broken:
+            problems += [Problem(where, what) for what in _station_problems(st, grids, locator)]
     return problems
 
 
-def _check_boundaries(boundaries: list[Boundary], grids: dict[str, Grid]) -> list[Problem]:
+def _check_boundaries(
+    boundaries: list[Boundary], grids: dict[str, Grid], broken: AbstractSet[str] = frozenset()
+) -> list[Problem]:
     problems: list[Problem] = []
     first: dict[str, str] = {}
     for b in boundaries:
         grid = grids.get(b.grid_id)
         if grid is None:
-            problems.append(Problem(b.where, f"grid {b.grid_id!r} does not exist"))
+            if b.grid_id not in broken:
+                problems.append(Problem(b.where, f"grid {b.grid_id!r} does not exist"))
         elif grid.level != 3:
             problems.append(Problem(b.where, f"grid {b.grid_id} is level {grid.level}, expected 3"))
         if b.grid_id in first:

@@ -182,17 +182,23 @@ def apply_deadline(task: Task, cmd: DeadlineCommand, now: datetime) -> tuple[Tas
 def authorise(task: Task, action: str, worker_grid_level: int, worker_grid: str) -> Refusal | None:
     """A worker may act only on tasks of its own grid or of grids below it (its grid is in the
     task's chain); review actions need a grid above level 3."""
-    chain = {3: task.lineage.l3, 2: task.lineage.l2, 1: task.lineage.l1}
+    return authorise_in(task.lineage, action, worker_grid_level, worker_grid)
+
+
+def authorise_in(lineage: Lineage, action: str, worker_grid_level: int, worker_grid: str) -> Refusal | None:
+    """:func:`authorise` for a task of grid chain ``lineage`` (``airgrid feedback send`` checks
+    before it sends)."""
+    chain = {3: lineage.l3, 2: lineage.l2, 1: lineage.l1}
     if chain.get(worker_grid_level) != worker_grid:
         return Refusal(
             "wrong_grid",
             f"worker's grid {worker_grid} is not in the task's grid chain "
-            f"{task.lineage.l3} > {task.lineage.l2} > {task.lineage.l1}",
+            f"{lineage.l3} > {lineage.l2} > {lineage.l1}",
         )
     if action in REVIEW_ACTIONS and worker_grid_level == 3:
         return Refusal(
             "not_reviewer",
-            f"{action} needs a reviewer of grid {task.lineage.l2} or {task.lineage.l1}, "
+            f"{action} needs a reviewer of grid {lineage.l2} or {lineage.l1}, "
             f"not of level-3 grid {worker_grid}",
         )
     return None

@@ -3,19 +3,12 @@
 The broker jars are resolved from Maven Central with ``scripts/kafka/pom.xml`` into a cache
 folder (``.cache/kafka/lib`` at the repo root, or ``$AIRGRID_KAFKA_CACHE_DIR/lib``) and the
 broker runs as ``java -cp '<lib>/*' kafka.Kafka server.properties`` in its own process group.
-Readiness is verified with a raw-socket Kafka Metadata request (stdlib only).
-
-CLI::
-
-    python -m airgrid.kafka.local run [--port 9092] [--data-dir DIR]
-    python -m airgrid.kafka.local fetch
-    python -m airgrid.kafka.local check --bootstrap 127.0.0.1:9092
-    python -m airgrid.kafka.local stop --data-dir DIR
+Readiness is verified with a raw-socket Kafka Metadata request (stdlib only). ``airgrid kafka
+run|fetch|check|stop`` drives it from the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import base64
 import contextlib
@@ -26,9 +19,7 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 import weakref
@@ -456,64 +447,3 @@ def stop_pidfile(data_dir: str | Path, timeout: float = 20.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point (``python -m airgrid.kafka.local``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m airgrid.kafka.local",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="start a broker and block until SIGINT/SIGTERM")
-    run.add_argument("--port", type=int, default=9092)
-    run.add_argument("--controller-port", type=int, default=None)
-    run.add_argument("--data-dir", default=None)
-    run.add_argument("--timeout", type=float, default=90.0)
-    sub.add_parser("fetch", help="resolve the Kafka jars into the cache")
-    check = sub.add_parser("check", help="exit 0 if a broker answers a Metadata request")
-    check.add_argument("--bootstrap", default="127.0.0.1:9092")
-    check.add_argument("--timeout", type=float, default=5.0)
-    stop = sub.add_parser("stop", help="stop a broker started by `run` in the background")
-    stop.add_argument("--data-dir", required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        if args.cmd == "fetch":
-            print(f"Kafka jars in {fetch_jars()}")
-        elif args.cmd == "check":
-            ok = broker_answers(args.bootstrap, args.timeout)
-            print(f"Kafka {'answers' if ok else 'does not answer'} on {args.bootstrap}")
-            return 0 if ok else 1
-        elif args.cmd == "stop":
-            stopped = stop_pidfile(args.data_dir)
-            print("Kafka stopped" if stopped else f"no running Kafka for {args.data_dir}")
-        else:
-            return _run(args.port, args.controller_port, args.data_dir, args.timeout)
-    except DevKafkaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _run(port: int, controller_port: int | None, data_dir: str | None, timeout: float) -> int:
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    kafka = LocalKafka(port=port, controller_port=controller_port, data_dir=data_dir)
-    try:
-        elapsed = kafka.start(timeout=timeout)
-        print(f"Kafka ready on {kafka.bootstrap} (started in {elapsed:.1f}s)", flush=True)
-        print(f"data dir {kafka.data_dir}, log {kafka.log_file}", flush=True)
-        while not done.wait(0.5):
-            if not kafka.is_running():
-                print("Kafka broker exited", flush=True)
-                return 0 if not (kafka.data_dir / PID_FILE).exists() else 1
-        return 0
-    finally:
-        kafka.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

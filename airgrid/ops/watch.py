@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
@@ -94,33 +96,68 @@ async def watch(
     out: TextIO = sys.stdout,
     from_beginning: bool = False,
     limit: int | None = None,
+    to_end: bool = False,
 ) -> int:
-    """Print lines until cancelled (or ``limit`` lines); returns the number printed."""
+    """Print lines until cancelled, or ``limit`` lines, or with ``to_end`` until the end of the
+    topics as it was at the start (like ``kcat -e``); returns the number printed."""
     from aiokafka import AIOKafkaConsumer
 
     names = TopicNames.of(settings)
+    topics = (names.alarms, names.task_events, names.readings_dlq, names.feedback_rejected)
     fmt = Formatter(names, settings.zone, colour=out.isatty())
     consumer = AIOKafkaConsumer(
-        names.alarms,
-        names.task_events,
-        names.readings_dlq,
-        names.feedback_rejected,
+        *(() if to_end else topics),
         auto_offset_reset="earliest" if from_beginning else "latest",
         **kafka_client_options(settings),
     )
     await consumer.start()
     printed = 0
     try:
-        async for msg in consumer:
-            stamp = datetime.now(settings.zone).strftime("%H:%M:%S")
-            try:
-                text = fmt.line(msg.topic, orjson.loads(msg.value))
-            except Exception as exc:  # a foreign message: show it, do not die
-                text = f"{msg.topic}: unreadable message ({exc})"
-            print(f"{stamp} {text}", file=out, flush=True)
-            printed += 1
-            if limit is not None and printed >= limit:
-                break
+        messages = _until_end(consumer, topics, from_beginning) if to_end else _follow(consumer)
+        async with contextlib.aclosing(messages):
+            async for msg in messages:
+                stamp = datetime.now(settings.zone).strftime("%H:%M:%S")
+                try:
+                    text = fmt.line(msg.topic, orjson.loads(msg.value))
+                except Exception as exc:  # a foreign message: show it, do not die
+                    text = f"{msg.topic}: unreadable message ({exc})"
+                print(f"{stamp} {text}", file=out, flush=True)
+                printed += 1
+                if limit is not None and printed >= limit:
+                    break
     finally:
         await consumer.stop()
     return printed
+
+
+async def _follow(consumer: Any) -> AsyncGenerator[Any, None]:
+    async for msg in consumer:
+        yield msg
+
+
+async def _until_end(
+    consumer: Any, topics: tuple[str, ...], from_beginning: bool
+) -> AsyncGenerator[Any, None]:
+    """Every message from the start position up to the end offsets read once at the start;
+    the position, not the last offset seen, says when a partition is done (a transaction's
+    marker takes an offset that is never delivered)."""
+    from aiokafka import TopicPartition
+
+    cluster = await consumer._client.fetch_all_metadata()  # an unassigned consumer knows no topic
+    tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+    if not tps:
+        return
+    consumer.assign(tps)
+    ends = await consumer.end_offsets(tps)
+    if from_beginning:
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)
+    pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=1000)
+        for tp, msgs in batch.items():
+            for msg in msgs:
+                if msg.offset < ends[tp]:
+                    yield msg
+        pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}

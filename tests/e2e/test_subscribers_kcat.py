@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from airgrid.domain.directory import Directory
 from airgrid.sinks.sql import make_engine
 from tests.e2e.test_alarm_loop import feedback, reading
 from tests.helpers import REPO, Collector, Worker, produce, short_policy, worker_env
+from tests.helpers import airgrid_cli as airgrid
 from tests.sql_support import dump
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -45,17 +45,6 @@ def validator(name: str) -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
-def airgrid(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "airgrid", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_kcat_reads_schema_valid_alarms_and_task_events(

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airgrid.cli import run
 from airgrid.domain import aqi as aqi_mod
 from airgrid.domain.aqi import (
     HOURLY_INDICATORS,
@@ -30,7 +31,7 @@ from airgrid.domain.aqi import (
     daily_aqi,
     hourly_aqi,
     iaqi,
-    main,
+    na_reason,
     standard_for,
 )
 from airgrid.domain.epa import (
@@ -649,6 +650,11 @@ def test_nowcast() -> None:
 EXAMPLE = ["pm25=80", "pm10=130", "so2=20", "no2=40", "co=0.8", "o3=90"]
 
 
+def main(argv: list[str]) -> int:
+    """``airgrid aqi ARGV``; its exit code."""
+    return run(["aqi", *argv])
+
+
 def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*EXAMPLE, "--standard", "hj633-2026", "--period", "1h"]) == 0
     out = capsys.readouterr().out
@@ -696,21 +702,45 @@ def test_cli_epa(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["category"]["name"] == "Unhealthy for Sensitive Groups"
 
 
+def test_na_reason_names_the_rule_for_incomplete_data() -> None:
+    partial = hourly_aqi({"pm25": 50}, S26)
+    assert partial.aqi is None and partial.iaqi == {"pm25_1h": 80}
+    assert na_reason(partial) == (
+        "pm10, so2, no2, co, o3 missing: with incomplete data the AQI is published only above 100 "
+        "(HJ 633-2026), and the pollutants given reach 80"
+    )
+    assert "2012 is silent" in (na_reason(hourly_aqi({"so2": 20}, S12)) or "")
+    assert na_reason(hourly_aqi({"pm25": 200}, S26)) is None  # above 100: published
+    assert na_reason(hourly_aqi({}, S26)) == "no value given is an indicator of this standard and period"
+
+
+def test_cli_says_why_the_aqi_is_na(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: `aqi pm25=50` printed only `AQI: NA`."""
+    assert main(["pm25=50", "--standard", "hj633-2026"]) == 0
+    out = capsys.readouterr().out
+    assert "AQI: NA: pm10, so2, no2, co, o3 missing: with incomplete data the AQI is published " in out
+    assert main(["pm25=50", "--standard", "hj633-2026", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["aqi"] is None and doc["na_reason"] == na_reason(hourly_aqi({"pm25": 50}, S26))
+    assert main([*EXAMPLE, "--standard", "hj633-2026", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["na_reason"] is None
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (
             ["pm3=80"],
-            "error: unknown pollutant 'pm3' (expected one of: pm25, pm10, so2, no2, co, o3)",
+            "airgrid: unknown pollutant 'pm3' (expected one of: pm25, pm10, so2, no2, co, o3)",
         ),
-        (["pm25=abc"], "error: invalid concentration for pm25: 'abc'"),
-        (["pm25=-5"], "error: negative concentration for pm25: -5"),
-        (["pm25=nan"], "error: invalid concentration for pm25: 'nan' is not a finite number"),
-        (["pm25"], "error: expected NAME=VALUE, got 'pm25'"),
-        (["pm25=1", "pm25=2"], "error: pm25 given twice"),
-        (["pm25=1", "pm25_1h=2"], "error: pm25_1h given twice"),
-        (["pm25=1", "--standard", "hj"], "error: argument --standard: invalid choice: 'hj'"),
-        ([], "error: the following arguments are required: NAME=VALUE"),
+        (["pm25=abc"], "airgrid: invalid concentration for pm25: 'abc'"),
+        (["pm25=-5"], "airgrid: negative concentration for pm25: -5"),
+        (["pm25=nan"], "airgrid: invalid concentration for pm25: 'nan' is not a finite number"),
+        (["pm25"], "airgrid: expected NAME=VALUE, got 'pm25'"),
+        (["pm25=1", "pm25=2"], "airgrid: pm25 given twice"),
+        (["pm25=1", "pm25_1h=2"], "airgrid: pm25_1h given twice"),
+        (["pm25=1", "--standard", "hj"], "airgrid: Invalid value for '--standard': 'hj' is not one of"),
+        ([], "airgrid: Missing argument 'NAME=VALUE...'"),
     ],
 )
 def test_cli_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -724,12 +754,13 @@ def test_cli_errors(args: list[str], message: str, capsys: pytest.CaptureFixture
 
 def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
-    assert "NAME=VALUE" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("usage: airgrid aqi [OPTIONS] NAME=VALUE...") and "--standard" in out
 
 
 def test_python_dash_m_entry_point() -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "airgrid.domain.aqi", *EXAMPLE, "--standard", "hj633-2026", "--json"],
+        [sys.executable, "-m", "airgrid", "aqi", *EXAMPLE, "--standard", "hj633-2026", "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -738,14 +769,14 @@ def test_python_dash_m_entry_point() -> None:
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["aqi"] == 119
     bad = subprocess.run(
-        [sys.executable, "-m", "airgrid.domain.aqi", "pm3=1"],
+        [sys.executable, "-m", "airgrid", "aqi", "pm3=1"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
     )
     assert bad.returncode == 2
-    assert bad.stderr.startswith("error: unknown pollutant 'pm3'")
+    assert bad.stderr.startswith("airgrid: unknown pollutant 'pm3'")
 
 
 def test_module_exports() -> None:

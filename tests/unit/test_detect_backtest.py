@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from airgrid.cli.main import COMMANDS
+from airgrid.cli import run as airgrid
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain import aqi
-from airgrid.domain.backtest import Row, main, read_rows, run
+from airgrid.domain.backtest import Row, read_rows, run
 from airgrid.domain.detection.compiled import compile_rules
 from airgrid.domain.rules import RuleCatalogue, load_rules, parse_rules
 from airgrid.models.alarms import AlarmEvent
@@ -51,7 +51,7 @@ def test_backtest_prints_episodes_per_station_and_month_and_writes_hourly_aqi(
     a = write_csv(tmp_path / "a.csv", "Dongsi", values)
     b = write_csv(tmp_path / "b.csv", "Huairou", ["20"] * 47 + ["NA"])
     out = tmp_path / "aqi.csv"
-    assert COMMANDS["backtest"]([str(a), str(b), "--hourly-aqi-out", str(out), "--quiet"]) == 0
+    assert airgrid(["backtest", str(a), str(b), "--hourly-aqi-out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     dongsi = next(line for line in text.splitlines() if line.startswith("Dongsi"))
     assert dongsi.split()[:4] == ["Dongsi", "2016-12", "48", "4"]
@@ -87,7 +87,7 @@ def test_backtest_prints_episodes_per_station_and_month_and_writes_hourly_aqi(
 def test_backtest_errors_are_one_line(
     args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(args) == 2
+    assert airgrid(["backtest", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err
 
@@ -95,7 +95,7 @@ def test_backtest_errors_are_one_line(
 def test_not_a_beijing_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    assert main([str(bad)]) == 2
+    assert airgrid(["backtest", str(bad)]) == 2
     assert "not a Beijing Multi-Site CSV" in capsys.readouterr().err
 
 
@@ -105,7 +105,7 @@ def test_real_beijing_january_2017(tmp_path: Path, capsys: pytest.CaptureFixture
     month = [lines[0], *(line for line in lines[1:] if ",2017,1," in line)]
     part = tmp_path / "dongsi-2017-01.csv"
     part.write_text("\n".join(month) + "\n", encoding="utf-8")
-    assert main([str(part), "--quiet"]) == 0
+    assert airgrid(["backtest", str(part), "--quiet"]) == 0
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if line.startswith("Dongsi"))
     assert row.split()[1] == "2017-01" and int(row.split()[2]) > 700 and int(row.split()[3]) > 0
@@ -165,7 +165,7 @@ def _every_evaluation() -> RuleCatalogue:
 
 def test_backtest_prints_events_per_episode(capsys: pytest.CaptureFixture[str]) -> None:
     files = [str(f) for f in sorted(BEIJING.glob("PRSA_Data_*.csv"))]
-    assert main([*files, "--quiet"]) == 0
+    assert airgrid(["backtest", *files, "--quiet"]) == 0
     summary = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("alarm events:"))
     assert " per episode): opened " in summary and "still open at the end of the data: " in summary
     per = float(summary.split("(")[1].split()[0])

@@ -199,7 +199,30 @@ def test_parse_file_schema_errors_have_json_paths(tmp_path: Path) -> None:
     raw["stations"][0]["lat"] = 95
     doc, problems = parse_file(write(tmp_path, json.dumps(raw)))
     assert doc is None
-    assert [p.where for p in problems] == ["$.grids.1.level", "$.stations.0.lat"]
+    assert [p.where for p in problems] == ["$.grids[1] (A1).level", "$.stations[0] (S1).lat"]
+
+
+def test_schema_errors_and_consistency_problems_are_all_reported(tmp_path: Path) -> None:
+    """Issue 15: `grids check` stopped at the schema errors (the entries that fit were never
+    checked) and wrote their paths in another style (`$.grids.1.level`)."""
+    raw = small()
+    raw["grids"][2]["level"] = 7  # breaks the schema
+    del raw["grids"][3]["name"]  # so does this
+    raw["workers"][0]["grid"] = "A1a"  # names a grid that breaks the schema: no second problem
+    raw["workers"][1]["grid"] = "gone"  # a consistency problem among entries that fit
+    raw["stations"][0]["lon"] = 500  # schema
+    raw["stations"].append({"id": "S1", "name": "again", "lon": 87.6, "lat": 43.8, "grid": "A1b"})
+    doc, problems = parse_file(write(tmp_path, json.dumps(raw)))
+    assert doc is None
+    assert [str(p) for p in problems] == [
+        "$.grids[2] (A1a).level: Input should be 1, 2 or 3",
+        "$.grids[3] (A1b).name: Field required",
+        "$.stations[0] (S1).lon: Input should be less than or equal to 180",
+        "$.workers[1] (R1): grid 'gone' does not exist",
+    ]
+    raw["stations"][0]["lon"] = 87.6  # now both S1 fit: the duplicate is found, at its place
+    _, problems = parse_file(write(tmp_path, json.dumps(raw)))
+    assert "$.stations[2] (S1): duplicate station id, first at $.stations[0]" in [str(p) for p in problems]
 
 
 def test_load_raises_with_every_problem(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from airgrid.cli import run as airgrid
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain.directory import Directory
-from airgrid.ops.cli_report import cmd_report
 from airgrid.reports.build import build
 from airgrid.reports.compute import grade, score
 from airgrid.reports.periods import PeriodError, parse_period
@@ -41,7 +41,7 @@ def projection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cmd_report(list(argv))
+    code = airgrid(["report", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 

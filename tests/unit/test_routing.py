@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airgrid.cli.main import main as cli_main
+from airgrid.cli import main as cli_main
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain.directory import Directory, DirectoryError, parse_directory
 from airgrid.domain.geo import Boundary, Locator, distance_km, parse_boundaries, ring_contains

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from airgrid.cli import run as airgrid
 from airgrid.ops import schemas
-from airgrid.ops.cli_schemas import cmd_schemas
 from tests.helpers import REPO
 from tests.sql_support import letters, week_story
 
@@ -34,13 +34,13 @@ def test_every_public_message_has_a_schema() -> None:
 
 
 def test_export_and_check_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cmd_schemas(["--out", str(tmp_path)]) == 0
-    assert cmd_schemas(["--out", str(tmp_path), "--check"]) == 0
+    assert airgrid(["schemas", "--out", str(tmp_path)]) == 0
+    assert airgrid(["schemas", "--out", str(tmp_path), "--check"]) == 0
     path = tmp_path / "task-event.schema.json"
     doc = json.loads(path.read_text())
     doc["properties"].pop("version")
     path.write_text(json.dumps(doc))
-    assert cmd_schemas(["--out", str(tmp_path), "--check"]) == 1
+    assert airgrid(["schemas", "--out", str(tmp_path), "--check"]) == 1
     assert "task-event.schema.json: differs" in capsys.readouterr().out
 
 

@@ -110,14 +110,32 @@ def test_explicit_overrides_win_over_env(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_wrong_value_in_the_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config(tmp_path, monkeypatch, 'store = "redis"\n')
+    """Issue 15: a bad value in the file was reported as if it were the environment variable."""
+    path = config(tmp_path, monkeypatch, 'store = "redis"\n')
     message = error_of()
-    assert "AIRGRID_STORE: Input should be 'memory' or 'rocksdb' (got 'redis')" in message
+    assert message == (
+        f"invalid setting: store in {path} (AIRGRID_CONFIG_FILE): Input should be 'memory' or "
+        "'rocksdb' (got 'redis')"
+    )
+
+
+def test_each_bad_value_is_named_where_it_was_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = config(tmp_path, monkeypatch, 'web_port = "abc"\nstore = "redis"\n')
+    monkeypatch.setenv("AIRGRID_STORE", "disk")  # the variable wins over the file, and is named
+    monkeypatch.setenv("AIRGRID_TOPIC_PARTITIONS", "0")
+    problems = error_of().removeprefix("invalid setting: ").split("; ")
+    named = {p.split(": ")[0]: p for p in problems}
+    assert set(named) == {
+        "AIRGRID_TOPIC_PARTITIONS",
+        f"web_port in {path} (AIRGRID_CONFIG_FILE)",
+        "AIRGRID_STORE",
+    }
+    assert named["AIRGRID_STORE"].endswith("(got 'disk')")
 
 
 def test_unknown_key_in_the_config_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config(tmp_path, monkeypatch, "web_prot = 7000\n")
-    assert "AIRGRID_WEB_PROT: Extra inputs are not permitted" in error_of()
+    path = config(tmp_path, monkeypatch, "web_prot = 7000\n")
+    assert f"web_prot in {path} (AIRGRID_CONFIG_FILE): Extra inputs are not permitted" in error_of()
 
 
 def test_env_fixes_a_wrong_file_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -157,9 +175,9 @@ def test_password_never_appears_next_to_other_errors(monkeypatch: pytest.MonkeyP
 
 
 def test_password_of_a_wrong_type_is_not_echoed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config(tmp_path, monkeypatch, "broker_password = 98765432123\n")
+    path = config(tmp_path, monkeypatch, "broker_password = 98765432123\n")
     message = error_of()
-    assert "AIRGRID_BROKER_PASSWORD" in message and "98765432123" not in message
+    assert f"broker_password in {path}" in message and "98765432123" not in message
 
 
 def test_default_database_url_is_sqlite_in_the_data_dir(
@@ -184,3 +202,27 @@ def test_config_file_that_is_not_toml_is_named(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("AIRGRID_CONFIG_FILE", str(bad))
     with pytest.raises(SettingsError, match=r"AIRGRID_CONFIG_FILE: .*bad\.toml is not valid TOML"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("notaurl", "Could not parse SQLAlchemy URL"),
+        ("foo://host/db", "Can't load plugin: sqlalchemy.dialects:foo"),
+        ("postgresql+nodriver://u:s3cret@h/db", "Can't load plugin: sqlalchemy.dialects:postgresql.nodriver"),
+    ],
+)
+def test_database_url_is_checked_and_never_echoed(
+    monkeypatch: pytest.MonkeyPatch, url: str, why: str
+) -> None:
+    """Issue 15: `AIRGRID_DATABASE_URL=notaurl airgrid db status` printed a 22-line traceback."""
+    monkeypatch.setenv("AIRGRID_DATABASE_URL", url)
+    message = error_of()
+    assert message.startswith("invalid setting: AIRGRID_DATABASE_URL: not a SQLAlchemy database URL (")
+    assert why in message and "\n" not in message and "s3cret" not in message and "(got" not in message
+
+
+def test_database_urls_of_known_dialects_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    for url in ("sqlite:///var/x.db", "postgresql+psycopg://u:p@h:5432/db", "postgresql://h/db"):
+        monkeypatch.setenv("AIRGRID_DATABASE_URL", url)
+        assert load_settings().sqlalchemy_url == url

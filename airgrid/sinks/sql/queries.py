@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 
+from airgrid.domain.tasks import RUNNING_STATES
 from airgrid.sinks.sql.schema import dead_letters, feedback, task_events, tasks
 
 
@@ -16,17 +17,25 @@ def list_tasks(
     *,
     grid: str | None = None,
     state: str | None = None,
+    escalated: bool = False,
+    overdue_at: datetime | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Tasks in creation order; ``grid`` matches a grid at any level of the task's chain;
-    ``since``/``until`` bound the creation time (until exclusive)."""
+    ``escalated``: tasks now at level 2 or 1; ``overdue_at``: tasks overdue at that time (open,
+    feedback not submitted, deadline passed: the reports' meaning); ``since``/``until`` bound the
+    creation time (until exclusive)."""
     q = select(tasks).order_by(tasks.c.created_at, tasks.c.task_id)
     if grid:
         q = q.where(or_(tasks.c.grid_l3 == grid, tasks.c.grid_l2 == grid, tasks.c.grid_l1 == grid))
     if state:
         q = q.where(tasks.c.state == state)
+    if escalated:
+        q = q.where(tasks.c.level < 3)
+    if overdue_at is not None:
+        q = q.where(tasks.c.state.in_(sorted(RUNNING_STATES)), tasks.c.deadline_at < overdue_at)
     if since:
         q = q.where(tasks.c.created_at >= since)
     if until:

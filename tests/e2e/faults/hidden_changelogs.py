@@ -31,6 +31,6 @@ def partitions_for_topic(self: ClusterMetadata, topic: str) -> Any:
 ClusterMetadata.partitions_for_topic = partitions_for_topic  # type: ignore[method-assign]
 
 if __name__ == "__main__":
-    from airgrid.cli.main import main
+    from airgrid.cli import main
 
     main(sys.argv[1:])

@@ -1,48 +1,50 @@
-"""``airgrid replay`` (a topic range into the projection) and ``airgrid db`` (migrations)."""
+"""``airgrid replay``: a topic range into the SQL projection."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
 from datetime import datetime
 from typing import Any
 
-from airgrid.ops.common import (
-    UNREACHABLE,
-    OpsError,
-    fail,
-    first_line,
-    parse_time,
-    projection_engine,
-    settings,
-)
+import click
+
+from airgrid.cli.base import UNREACHABLE, OpsError, command
+from airgrid.cli.common import describe, first_line, parse_time, projection_engine, run_async
+from airgrid.config.settings import Settings
 
 TOPICS = ("task-events", "alarms", "feedback", "feedback.rejected", "readings.dlq")
 
 
-def cmd_replay(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="airgrid replay",
-        description="Read a topic range and write it into the SQL projection. Writes are idempotent: "
-        "replaying what is already projected changes no row. Stops at the end of the topic as it "
-        "was when the replay started.",
-    )
-    p.add_argument("--topic", required=True, choices=TOPICS, help="topic to replay (without the prefix)")
-    start = p.add_mutually_exclusive_group()
-    start.add_argument("--from-offset", type=int, help="start at this offset in every partition (default 0)")
-    start.add_argument("--from-time", help="start at the first message at or after this ISO time")
-    p.add_argument("--batch", type=int, default=1000, help="events per SQL transaction (default 1000)")
-    a = p.parse_args(argv)
-    try:
-        s = settings()
-        since = parse_time(a.from_time, s, "--from-time") if a.from_time else None
-        if a.from_offset is not None and a.from_offset < 0:
-            raise OpsError("--from-offset must be 0 or more")
-        engine = projection_engine(s, must_exist=False)
+@command("replay")
+@click.option(
+    "--topic", required=True, type=click.Choice(TOPICS), help="topic to replay (without the prefix)"
+)
+@click.option(
+    "--from-offset",
+    type=click.IntRange(min=0),
+    default=None,
+    help="start at this offset in every partition (default 0)",
+)
+@click.option("--from-time", help="start at the first message at or after this ISO time")
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=1000, show_default=True, help="events per SQL transaction"
+)
+def replay(topic: str, from_offset: int | None, from_time: str | None, batch: int) -> int:
+    """Read a topic range and write it into the SQL projection. Writes are idempotent: replaying
+    what is already projected changes no row. Stops at the end of the topic as it was when the
+    replay started. --from-offset and --from-time exclude each other."""
+    if from_offset is not None and from_time is not None:
+        raise click.UsageError("--from-offset and --from-time exclude each other")
+
+    async def go(s: Settings) -> int:
+        from airgrid.cli.broker import reach
         from airgrid.sinks.sql import SqlProjection
 
+        since = parse_time(from_time, s, "--from-time") if from_time else None
+        await reach(s)
+        engine = projection_engine(s, must_exist=False)
         sink = SqlProjection(engine, zone=s.zone)
         try:
             sink.setup()
@@ -50,13 +52,16 @@ def cmd_replay(argv: list[str]) -> int:
             raise OpsError(
                 f"cannot migrate the projection database: {first_line(exc)}", UNREACHABLE
             ) from None
-        read, new = asyncio.run(_replay(s, sink, a.topic, a.from_offset or 0, since, a.batch))
-    except OpsError as exc:
-        return fail(exc)
-    except Exception as exc:
-        return fail(OpsError(f"replay failed: {type(exc).__name__}: {first_line(exc)}", UNREACHABLE))
-    print(f"replayed {read} message(s) of {s.topic(a.topic)}: {new} new row(s)")
-    return 0
+        try:
+            read, new = await _replay(s, sink, topic, from_offset or 0, since, batch)
+        except OpsError:
+            raise
+        except Exception as exc:
+            raise OpsError(f"replay failed: {describe(exc)}", UNREACHABLE) from None
+        print(f"replayed {read} message(s) of {s.topic(topic)}: {new} new row(s)")
+        return 0
+
+    return run_async(go)
 
 
 async def _replay(
@@ -120,28 +125,3 @@ async def _replay(
     finally:
         await consumer.stop()
     return read, new
-
-
-def cmd_db(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="airgrid db", description="The projection database (Alembic).")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="upgrade|status")
-    sub.add_parser("upgrade", help="migrate the projection database to the newest schema")
-    sub.add_parser("status", help="schema revision and row counts")
-    a = p.parse_args(argv)
-    from airgrid.sinks.sql import SqlProjection, table_counts
-    from airgrid.sinks.sql.migrate import current_revision, head_revision
-
-    try:
-        s = settings()
-        engine = projection_engine(s, must_exist=a.cmd == "status")
-        if a.cmd == "upgrade":
-            s.data_dir.mkdir(parents=True, exist_ok=True)
-            SqlProjection(engine, zone=s.zone).setup()
-        rev, head = current_revision(engine), head_revision(engine)
-        print(f"schema revision {rev} (head {head})")
-        if a.cmd == "status" and rev is not None:
-            for table, count in table_counts(engine).items():
-                print(f"  {table:<14} {count}")
-    except OpsError as exc:
-        return fail(exc)
-    return 0
