@@ -37,6 +37,8 @@ class Directory:
         self.grids: dict[str, Grid] = {g.id: g for g in doc.grids}
         self.workers: dict[str, Worker] = {w.id: w for w in doc.workers}
         self.stations: dict[str, Station] = {s.id: s for s in doc.stations}
+        # HJ 212 station codes (the gateway's lookup); MNs are unique in a checked directory
+        self.by_mn: dict[str, Station] = {s.mn: s for s in doc.stations if s.mn is not None}
         self.locator = Locator(boundaries)
         self._lineage: dict[str, Lineage] = {}
         for st in doc.stations:
@@ -121,8 +123,8 @@ def _read(path: Path) -> GridDirectoryFile | list[Problem]:
 
 
 def check(doc: GridDirectoryFile, boundaries: list[Boundary] | None = None) -> list[Problem]:
-    """Every consistency problem: tree shape, duplicates, workers and stations attached, and
-    with boundaries: each names a level-3 grid once, each station lies in exactly one."""
+    """Every consistency problem: tree shape, duplicates (ids, station MNs), workers and stations
+    attached, and with boundaries: each names a level-3 grid once, each station lies in exactly one."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, g in enumerate(doc.grids):
@@ -156,11 +158,16 @@ def check(doc: GridDirectoryFile, boundaries: list[Boundary] | None = None) -> l
     problems += _check_boundaries(boundaries or [], grids)
     locator = Locator(boundaries or [])
     sseen: dict[str, int] = {}
+    mseen: dict[str, int] = {}
     for i, st in enumerate(doc.stations):
         where = f"$.stations[{i}] ({st.id})"
         if st.id in sseen:
             problems.append(Problem(where, f"duplicate station id, first at $.stations[{sseen[st.id]}]"))
         sseen.setdefault(st.id, i)
+        if st.mn is not None:
+            if st.mn in mseen:  # the gateway finds a station by its MN: one MN, one station
+                problems.append(Problem(where, f"duplicate MN {st.mn}, first at $.stations[{mseen[st.mn]}]"))
+            mseen.setdefault(st.mn, i)
         problems += [Problem(where, what) for what in _station_problems(st, grids, locator)]
     return problems
 
