@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airgrid.config.settings import Settings, SettingsError, load_settings
+from airgrid.gateway.cli import cmd_gateway
 from airgrid.ops.registry import OPS_COMMANDS
 from airgrid.sim.runner import SimConfig
 
@@ -19,6 +20,7 @@ airgrid: air-quality alarms, dispatched to supervision grids, chased until close
 
 Commands:
   worker              run the stream processor (Faust worker; `airgrid worker --help`)
+  gateway             accept HJ 212-2017 stations over TCP, publish their readings (docs/gateway.md)
   demo                the whole loop on a local Kafka broker, with live output
   simulate            publish simulated station readings (and play grid workers)
   watch               print alarms, task events and dead letters as they happen
@@ -117,11 +119,18 @@ def cmd_simulate(argv: list[str]) -> int:
         metavar="N",
         help="load test: publish N readings as fast as possible (past event time), print the rate",
     )
+    p.add_argument("--hj212", metavar="HOST:PORT", help="speak HJ 212-2017 to an `airgrid gateway` instead")
     a = p.parse_args(argv)
     cfg = _sim_config(a)
 
     async def go(s: Settings) -> int:
         directory = Directory.load(s.grid_file)
+        if a.hj212:  # stations as data acquisition units: TCP to the gateway (airgrid/sim/hj212.py)
+            from airgrid.sim.hj212 import Hj212Target, run_hj212_stations
+
+            host, _, port = a.hj212.rpartition(":")
+            await run_hj212_stations(s, directory, cfg, Hj212Target(host or "127.0.0.1", int(port)))
+            return 0
         if a.blast:
             from datetime import UTC, datetime, timedelta
 
@@ -223,6 +232,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "aqi": cmd_aqi,
     "backtest": cmd_backtest,
     "kafka": cmd_kafka,
+    "gateway": cmd_gateway,  # airgrid/gateway/cli.py
     **OPS_COMMANDS,  # tasks, feedback, replay, db, schemas, report (airgrid/ops)
 }
 
