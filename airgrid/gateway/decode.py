@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from airgrid.domain.intake import Limits, Rejection
-from airgrid.gateway.segment import Record
+from airgrid.gateway.segment import Field, Record
 
 TimeLabel = Literal["start", "end"]
 
@@ -106,17 +106,16 @@ class Decoded:
 
 def merge_records(packets: list[list[Record]]) -> list[Record] | Rejection:
     """Records of a split message in packet order: a packet that starts without ``DataTime``
-    continues the previous packet's last record, and records with the same ``DataTime`` merge."""
-    merged: dict[str, dict[str, dict[str, str]]] = {}
+    continues the previous packet's last record, and records with the same ``DataTime`` merge
+    (a field given twice keeps its last value)."""
+    merged: dict[str, list[Field]] = {}
     last: str | None = None
     for records in packets:
-        for when, codes in records:
+        for when, fields in records:
             key = when if when is not None else last
             if key is None:
                 return Rejection("bad_time", "values before any DataTime")
-            target = merged.setdefault(key, {})
-            for code, fields in codes.items():
-                target.setdefault(code, {}).update(fields)
+            merged.setdefault(key, []).extend(fields)
             last = key
     return list(merged.items())
 
@@ -140,19 +139,27 @@ def local_time(text: str, zone: ZoneInfo) -> datetime | None:
 
 
 @lru_cache(maxsize=8192)
-def _observed(text: str, zone: ZoneInfo, shift: int) -> tuple[datetime, str] | None:
+def _observed(text: str, zone: ZoneInfo, shift: int) -> tuple[datetime, str, float] | None:
+    """observed_at of a DataTime: the datetime, its ISO text and its timestamp (stations of a
+    city report the same few times: cached)."""
     start = local_time(text, zone)
     if start is None:
         return None
     at = (start.astimezone(UTC) + timedelta(seconds=shift)).astimezone(zone) if shift else start
-    return at, at.isoformat()
+    return at, at.isoformat(), at.timestamp()
 
 
 def _number(text: str) -> float | None:
-    if not _NUMBER.fullmatch(text):
+    """A decimal number as stations write them; never NaN, infinity, "1_000" or " 1" (all of
+    which ``float`` would take)."""
+    digits = text[1:] if text[:1] in ("-", "+") else text
+    if not digits.replace(".", "", 1).isdigit():  # isdigit is ASCII-safe only with isascii
+        if not _NUMBER.fullmatch(text):
+            return None
+    elif not digits.isascii():
         return None
     value = float(text)
-    return value if value - value == 0.0 else None  # finite
+    return value if value - value == 0.0 else None
 
 
 def to_readings(
@@ -168,9 +175,13 @@ def to_readings(
     shift = interval if profile.time_label == "start" and cn != "2011" else 0  # 2011: an instant
     value_field = VALUE_FIELD[cn]
     factors = profile.factors
+    codes = POLLUTANT_CODES
+    now_ts = now.timestamp()
+    latest = now_ts + limits.max_future.total_seconds()
+    earliest = now_ts - limits.max_age.total_seconds()
     out: list[tuple[bytes, datetime]] = []
     dropped: Counter[str] = Counter()
-    for when, codes in records:
+    for when, fields in records:
         if when is None:
             return Rejection("bad_time", "values without a DataTime")
         observed = _observed(when, profile.zone, shift)
@@ -178,37 +189,50 @@ def to_readings(
             return Rejection(
                 "bad_time", f"DataTime {when[:20]!r} is no yyyyMMddHHmmss time in {profile.zone.key}"
             )
-        at, iso = observed
-        if at > now + limits.max_future:
+        at, iso, ts = observed
+        if ts > latest:
             return Rejection(
                 "bad_time",
                 f"observed_at {iso} (DataTime {when}, labelling the {profile.time_label} of "
                 f"{interval} s) is more than {int(limits.max_future.total_seconds())} s ahead of the clock",
             )
-        if at < now - limits.max_age:
+        if ts < earliest:
             return Rejection("bad_time", f"observed_at {iso} is older than {limits.max_age.days} days")
-        values: dict[str, float] = {}
+        raw_values: dict[str, tuple[str, str]] = {}
         flags: dict[str, str] = {}
-        for code, fields in codes.items():
-            pollutant = POLLUTANT_CODES.get(code)
-            if pollutant is None:
-                if code not in (WIND_SPEED, WIND_DIRECTION):
-                    dropped["meteo" if code.startswith("a01") else "other_code"] += 1
-                continue
-            raw = fields.get(value_field)
-            if raw is None:
-                dropped["no_value_field"] += 1
-                continue
+        speed = direction = None
+        wind_flags = "NN"
+        for code, sub, raw in fields:
+            pollutant = codes.get(code)
+            if pollutant is not None:
+                if sub == value_field:
+                    raw_values[pollutant] = (code, raw)
+                elif sub == "Flag":
+                    if raw == "N":
+                        flags.pop(pollutant, None)
+                    elif raw in FLAGS:
+                        flags[pollutant] = raw
+                    else:
+                        return Rejection(
+                            "bad_value", f"{code}-Flag={raw[:10]!r} is not an HJ 212 data flag (NFMSDCTB)"
+                        )
+            elif code == WIND_SPEED:
+                if sub == value_field:
+                    speed = raw
+                elif sub == "Flag":
+                    wind_flags = raw[:1] + wind_flags[1]
+            elif code == WIND_DIRECTION:
+                if sub == value_field:
+                    direction = raw
+                elif sub == "Flag":
+                    wind_flags = wind_flags[0] + raw[:1]
+            elif sub == value_field:
+                dropped["meteo" if code.startswith("a01") else "other_code"] += 1
+        values: dict[str, float] = {}
+        for pollutant, (code, raw) in raw_values.items():
             value = _number(raw)
             if value is None:
                 return Rejection("bad_value", f"{code}-{value_field}={raw[:20]!r} is not a finite number")
-            flag = fields.get("Flag")
-            if flag is not None and flag != "N":
-                if flag not in FLAGS:
-                    return Rejection(
-                        "bad_value", f"{code}-Flag={flag[:10]!r} is not an HJ 212 data flag (NFMSDCTB)"
-                    )
-                flags[pollutant] = flag
             factor = factors[code]
             values[pollutant] = value if factor == 1.0 else round(value * factor, 3)
         if not values:
@@ -222,10 +246,15 @@ def to_readings(
             "values": values,
         }
         if flags:
-            doc["flags"] = flags
-        wind = _wind(codes, value_field, dropped)
-        if wind is not None:
-            doc["wind"] = wind
+            if len(flags) != sum(p in values for p in flags):
+                dropped["no_value_field"] += sum(p not in values for p in flags)
+                flags = {p: f for p, f in flags.items() if p in values}
+            if flags:
+                doc["flags"] = flags
+        if speed is not None or direction is not None or wind_flags != "NN":
+            wind = _wind(speed, direction, wind_flags, dropped)
+            if wind is not None:
+                doc["wind"] = wind
         out.append((orjson.dumps(doc), at))
     if not out:
         return Rejection("no_values", f"no value of {', '.join(POLLUTANT_CODES)} in the message")
@@ -233,18 +262,14 @@ def to_readings(
 
 
 def _wind(
-    codes: dict[str, dict[str, str]], value_field: str, dropped: Counter[str]
+    speed_raw: str | None, direction_raw: str | None, flags: str, dropped: Counter[str]
 ) -> dict[str, float] | None:
-    speed_f, dir_f = codes.get(WIND_SPEED), codes.get(WIND_DIRECTION)
-    if speed_f is None and dir_f is None:
-        return None
-    speed = _number(speed_f.get(value_field, "")) if speed_f else None
-    direction = _number(dir_f.get(value_field, "")) if dir_f else None
-    flags_ok = all(f is None or f.get("Flag", "N") in ("N", "S") for f in (speed_f, dir_f))
+    speed = _number(speed_raw) if speed_raw is not None else None
+    direction = _number(direction_raw) if direction_raw is not None else None
     if (
         speed is None
         or direction is None
-        or not flags_ok
+        or flags.strip("NS")  # a wind value flagged other than normal or manual
         or not 0 <= speed <= 100
         or not 0 <= direction <= 360
     ):

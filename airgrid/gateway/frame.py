@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 CrcVariant = Literal["annex-a", "modbus"]
 CrcMode = Literal["annex-a", "any"]
@@ -107,8 +107,7 @@ def encode_frame(segment: bytes, crc: CrcVariant = "annex-a") -> bytes:
     return b"##%04d%b%04X\r\n" % (len(segment), segment, value)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """A frame whose CRC matched: its data segment, which CRC, and its size on the wire."""
 
     segment: bytes
@@ -186,6 +185,22 @@ class Framer:
         if self.dead:
             return []
         buf = self._buf
+        if not buf and self._run is None and data[:2] == b"##":
+            # the common case, one whole frame in one read, without copying into the buffer
+            first = data[2:HEADER]
+            if first.isdigit():
+                end = int(first) + HEADER + TRAILER
+                if (
+                    end == len(data)
+                    and end - HEADER - TRAILER <= self.max_segment
+                    and data.find(b"\r\n", HEADER, end - 1) < 0
+                    and data[end - 2 :] == b"\r\n"
+                ):
+                    segment = data[HEADER : end - TRAILER]
+                    variant, _ = self._check(segment, data[end - TRAILER : end - 2])
+                    if variant is not None:
+                        self._junk_total = 0
+                        return [Frame(segment, variant, end)]
         buf += data
         out: list[Frame | Refused] = []
         n = len(buf)

@@ -97,5 +97,43 @@ class GatewayMetrics:
             registry=r,
         )
 
+        # The per-frame counts are plain integers, moved into the counters above by flush()
+        # (before every scrape, and each second): a Prometheus increment takes a lock and costs
+        # about as much as decoding a field, so the hot path does not pay it per frame.
+        self._frames: dict[tuple[str, str], int] = {}
+        self._crc: dict[str, int] = {"annex-a": 0, "modbus": 0}
+        self.received_bytes = 0
+        self.answers_sent = 0
+        self.answers_lost = 0
+        self.readings_published = 0
+
+    def frame(self, cn: str, outcome: str, n: int = 1) -> None:
+        key = (cn, outcome)
+        self._frames[key] = self._frames.get(key, 0) + n
+
+    def crc_seen(self, variant: str) -> None:
+        self._crc[variant] += 1
+
+    def flush(self) -> None:
+        """Move the plain counts into the Prometheus counters."""
+        frames, self._frames = self._frames, {}
+        for (cn, outcome), n in frames.items():
+            self.frames.labels(cn_label(cn), outcome).inc(n)
+        for variant, n in self._crc.items():
+            if n:
+                self.crc.labels(variant).inc(n)
+                self._crc[variant] = 0
+        for counter, name in (
+            (self.received, "received_bytes"),
+            (self.readings, "readings_published"),
+            (self.answers.labels("sent"), "answers_sent"),
+            (self.answers.labels("lost"), "answers_lost"),
+        ):
+            n = getattr(self, name)
+            if n:
+                counter.inc(n)
+                setattr(self, name, 0)
+
     def render(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)

@@ -78,6 +78,7 @@ class Publisher:
         self._key_partition: dict[tuple[str, bytes], int] = {}
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._refresh: asyncio.Task[None] | None = None
+        metrics.pending.set_function(lambda: self.pending)
         self._idle = asyncio.Event()  # nothing awaits Kafka
         self._idle.set()
 
@@ -153,7 +154,6 @@ class Publisher:
         lane.callbacks.append((done, time.monotonic()))
         self.pending += 1
         self._idle.clear()
-        self.metrics.pending.set(self.pending)
         lane.wake.set()
 
     async def _send(self, lane: _Lane) -> None:
@@ -197,7 +197,6 @@ class Publisher:
                 observe(now - began)
         was_congested = self.congested
         self.pending -= len(callbacks)
-        self.metrics.pending.set(self.pending)
         if self.pending == 0:
             self._idle.set()
         for done, _ in callbacks:

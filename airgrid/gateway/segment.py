@@ -10,18 +10,18 @@ pairs follow, grouped by ``;`` and separated by ``,``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from airgrid.domain.intake import Rejection
 
 VERSIONS = {1: "2017", 2: "2025"}
-_MN = re.compile(r"[0-9A-Za-z]{1,24}")
-_DIGITS = re.compile(r"[0-9]{1,20}")
 _PASSWORD = re.compile(rb"(?i)(PW=)[^;,&\r\n]*")
+# name=value items separated by ; and , (possessive: linear time on any input, no backtracking)
+_CP_SHAPE = re.compile(r"(?:[;,]*+[^=;,]++=[^;,]*+)*+[;,]*+")
+_CP_ITEM = re.compile(r"([^=;,]+)=([^;,]*)")
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """A parsed data segment. ``pw`` never shows in a repr (it would reach logs)."""
 
     qn: str | None
@@ -33,7 +33,11 @@ class Segment:
     pno: int | None
     cp: str
     backfill: bool
-    pw: str | None = field(default=None, repr=False)
+    pw: str | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in zip(self._fields[:-1], self[:-1], strict=True))
+        return f"Segment({shown}, pw=***)"
 
     @property
     def version(self) -> int:
@@ -49,7 +53,8 @@ class Segment:
         return self.pnum is not None and self.flag is not None and bool(self.flag & 2)
 
 
-Record = tuple[str | None, dict[str, dict[str, str]]]  # (DataTime, code -> field -> value)
+Field = tuple[str, str, str]  # (code, field, value): ("a34004", "Avg", "48.1")
+Record = tuple[str | None, list[Field]]  # (DataTime, its fields in order)
 
 
 def mn_of(raw: bytes) -> str | None:
@@ -84,7 +89,7 @@ def parse_segment(raw: bytes) -> Segment | Rejection:
             return Rejection("header", f"header field {name} appears twice")
         fields[name] = value
     mn = fields.get("MN")
-    if mn is None or not _MN.fullmatch(mn):
+    if mn is None or not (0 < len(mn) <= 24 and mn.isascii() and mn.isalnum()):
         return Rejection("header", "MN is missing or not 1 to 24 letters and digits")
     cn, st = fields.get("CN", ""), fields.get("ST", "")
     if len(cn) != 4 or not cn.isdigit():
@@ -92,7 +97,7 @@ def parse_segment(raw: bytes) -> Segment | Rejection:
     if len(st) != 2 or not st.isdigit():
         return Rejection("header", f"ST {st[:20]!r} is not 2 digits")
     qn = fields.get("QN")
-    if qn is not None and not _DIGITS.fullmatch(qn):
+    if qn is not None and not (0 < len(qn) <= 20 and qn.isascii() and qn.isdigit()):
         return Rejection("header", f"QN {qn[:30]!r} is not a request number (digits)")
     flag = _small_int(fields.get("Flag"), 255)
     if flag == -1:
@@ -133,29 +138,24 @@ def _small_int(value: str | None, most: int) -> int | None:
 def parse_cp(cp: str) -> tuple[dict[str, str], list[Record]] | Rejection:
     """CP as parameters (names without ``-``, such as ``RF`` or ``PolId``) and records: each
     ``DataTime`` starts one; values before any ``DataTime`` form a record without one."""
+    if not _CP_SHAPE.fullmatch(cp):
+        bad = next(x for x in cp.replace(";", ",").split(",") if x and ("=" not in x or x.startswith("=")))
+        return Rejection("bad_value", f"CP field {bad[:40]!r} is not name=value")
     params: dict[str, str] = {}
     records: list[Record] = []
-    current: dict[str, dict[str, str]] | None = None
-    for group in cp.split(";"):
-        if not group:
-            continue
-        for item in group.split(","):
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not sep or not name:
-                return Rejection("bad_value", f"CP field {item[:40]!r} is not name=value")
-            code, dash, sub = name.partition("-")
-            if dash:
-                if current is None:
-                    current = {}
-                    records.append((None, current))
-                current.setdefault(code, {})[sub] = value
-            elif name == "DataTime":
-                current = {}
-                records.append((value, current))
-            else:
-                params[name] = value
+    current: list[Field] | None = None
+    for name, value in _CP_ITEM.findall(cp):
+        code, dash, sub = name.partition("-")
+        if dash:
+            if current is None:
+                current = []
+                records.append((None, current))
+            current.append((code, sub, value))
+        elif name == "DataTime":
+            current = []
+            records.append((value, current))
+        else:
+            params[name] = value
     return params, records
 
 

@@ -23,7 +23,7 @@ from airgrid.domain.directory import Directory
 from airgrid.domain.intake import Limits, Rejection
 from airgrid.gateway.decode import DATA_CNS, Decoded, merge_records, to_readings
 from airgrid.gateway.frame import Frame, Framer, Refused, encode_frame
-from airgrid.gateway.metrics import GatewayMetrics, cn_label
+from airgrid.gateway.metrics import GatewayMetrics
 from airgrid.gateway.publisher import Sink
 from airgrid.gateway.segment import (
     VERSIONS,
@@ -83,6 +83,7 @@ class Gateway:
             for mn, st in directory.by_mn.items()
         }
         self.conns: set[Connection] = set()
+        metrics.connections.set_function(lambda: len(self.conns))
         self.server: asyncio.Server | None = None
         self.accepting = True
         self._sweeper: asyncio.Task[None] | None = None
@@ -108,6 +109,7 @@ class Gateway:
         while True:
             await asyncio.sleep(1.0)
             self.sweep(time.monotonic())
+            self.metrics.flush()
 
     def sweep(self, now: float) -> None:
         """Close idle connections; refuse split messages that stopped halfway."""
@@ -161,8 +163,15 @@ class _Waiter:
             self.conn.published(self)
 
 
-class Connection(asyncio.Protocol):
-    """One station connection."""
+_READ_BUFFER = bytearray(65536)  # shared: filled and consumed within one callback of the loop
+_READ_VIEW = memoryview(_READ_BUFFER)
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One station connection.
+
+    A buffered protocol: asyncio reads into one buffer shared by all connections (the plain
+    protocol's reads allocate 256 KiB per ``recv``), and the framer copies out what it keeps."""
 
     __slots__ = (
         "backlog",
@@ -209,15 +218,12 @@ class Connection(asyncio.Protocol):
         self.framer = Framer(gs.max_frame_bytes, gs.crc, gs.dlq_copy_bytes, gs.max_junk_bytes)
         gw.conns.add(self)
         m.accepted.labels("accepted").inc()
-        m.connections.inc()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is None:
             return  # refused at the door
         gw = self.gw
-        if self in gw.conns:
-            gw.conns.discard(self)
-            gw.metrics.connections.dec()
+        gw.conns.discard(self)
         if not self.closed:
             self.closed = True
             gw.metrics.closed.labels("peer" if exc is None else "error").inc()
@@ -260,10 +266,16 @@ class Connection(asyncio.Protocol):
 
     # --- bytes in --------------------------------------------------------------------------------
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_READ_VIEW[:nbytes]))
+
     def data_received(self, data: bytes) -> None:
         self.last = time.monotonic()
         gw = self.gw
-        gw.metrics.received.inc(len(data))
+        gw.metrics.received_bytes += len(data)
         framer = self.framer
         if framer is None or self.closed:
             return
@@ -298,7 +310,7 @@ class Connection(asyncio.Protocol):
 
     def on_frame(self, frame: Frame) -> None:
         gw = self.gw
-        gw.metrics.crc.labels(frame.crc).inc()
+        gw.metrics.crc_seen(frame.crc)
         seg = parse_segment(frame.segment)
         if isinstance(seg, Rejection):
             self.refuse_frame(frame, None, seg.code, seg.reason, mn_of(frame.segment))
@@ -408,27 +420,26 @@ class Connection(asyncio.Protocol):
         """Kafka acknowledged (or gave up on) every reading of a message."""
         m = self.gw.metrics
         self.inflight -= 1
-        label = cn_label(waiter.cn)
         if waiter.ok:
-            m.frames.labels(label, "published").inc(waiter.count)
-            m.readings.inc(waiter.readings)
+            m.frame(waiter.cn, "published", waiter.count)
+            m.readings_published += waiter.readings
             for a in waiter.answers:
                 self.write(a)
         else:
-            m.frames.labels(label, "failed").inc(waiter.count)  # unanswered: the station sends again
+            m.frame(waiter.cn, "failed", waiter.count)  # unanswered: the station sends again
         self.maybe_resume()
 
     def accepted(self, cn: str, outcome: str, frames: int = 1) -> None:
         self.refusals = 0
-        self.gw.metrics.frames.labels(cn_label(cn), outcome).inc(frames)
+        self.gw.metrics.frame(cn, outcome, frames)
 
     def write(self, data: bytes) -> None:
         t = self.transport
         if t is not None and not t.is_closing():
             t.write(data)
-            self.gw.metrics.answers.labels("sent").inc()
+            self.gw.metrics.answers_sent += 1
         else:
-            self.gw.metrics.answers.labels("lost").inc()
+            self.gw.metrics.answers_lost += 1
 
     def set_clock(self, frame: Frame, seg: Segment, station: str) -> None:
         zone = self.gw.profiles.of(station).zone
@@ -443,13 +454,13 @@ class Connection(asyncio.Protocol):
 
     def refuse_frame(self, frame: Frame, seg: Segment | None, code: str, reason: str, mn: str | None) -> None:
         wire = encode_frame(frame.segment, frame.crc)  # the frame as it came (its CRC matched)
-        self.gw.metrics.frames.labels(cn_label(seg.cn) if seg else "other", "refused").inc()
+        self.gw.metrics.frame(seg.cn if seg else "other", "refused")
         self.refuse_bytes(wire, code, reason, mn)
 
     def refuse_packets(self, packets: list[Packet], code: str, reason: str, answers: list[bytes]) -> None:
         """Refuse an authenticated message's content; once its dead letter is on Kafka, answer it."""
         m = self.gw.metrics
-        m.frames.labels(cn_label(packets[0][1].cn), "refused").inc(len(packets))
+        m.frame(packets[0][1].cn, "refused", len(packets))
         raw = b"".join(encode_frame(f.segment, f.crc) for f, _ in packets)
         then = answers if code in ANSWERED_REFUSALS else []
         self.refuse_bytes(raw, code, reason, packets[0][1].mn, key=self._key(packets[0][1].mn), answers=then)

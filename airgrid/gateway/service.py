@@ -8,6 +8,7 @@ and answered, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
@@ -100,6 +101,10 @@ async def run_gateway(settings: Settings, gs: GatewaySettings, stop: asyncio.Eve
         clock=now_utc,
     )
     web: asyncio.Server | None = None
+    # The directory, profiles and producer live as long as the process: keep them out of the
+    # garbage collector's full passes (measured: 28-40 ms pauses otherwise, straight into the p99)
+    gc.collect()
+    gc.freeze()
     try:
         try:
             await gateway.start()

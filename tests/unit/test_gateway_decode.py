@@ -236,9 +236,14 @@ def test_records_merge_across_packets_by_datatime() -> None:
     assert merged == [
         (
             "20261128103000",
-            {"a34004": {"Avg": "48.1", "Flag": "N"}, "a34002": {"Avg": "80.2"}, "a21026": {"Avg": "12"}},
+            [
+                ("a34004", "Avg", "48.1"),
+                ("a34004", "Flag", "N"),
+                ("a34002", "Avg", "80.2"),
+                ("a21026", "Avg", "12"),
+            ],
         ),
-        ("20261128104000", {"a34004": {"Avg": "50"}}),
+        ("20261128104000", [("a34004", "Avg", "50")]),
     ]
     lone = parse_cp("a34002-Avg=80.2")
     assert not isinstance(lone, Rejection)

@@ -116,6 +116,7 @@ class Rig:
         return [DeadLetter.model_validate_json(v) for v in self.sink.of("dlq")]
 
     def metric(self, name: str, **labels: str) -> float:
+        self.metrics.flush()
         value = self.metrics.registry.get_sample_value(name, labels)
         return value or 0.0
 
