@@ -35,11 +35,12 @@ DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDER = GRAFANA / "provisioning" / "dashboards" / "airgrid.yml"
 DASHBOARD = GRAFANA / "dashboards" / "airgrid.json"
 METRICS_PY = REPO / "airgrid" / "sinks" / "metrics.py"
+GATEWAY_METRICS_PY = REPO / "airgrid" / "gateway" / "metrics.py"
 
 SERVICES = {"kafka", "prometheus", "grafana"}
 DS_UID = "prometheus"
 
-# --- metric names and labels from airgrid/sinks/metrics.py --------------------------------------
+# --- metric names and labels from airgrid/sinks/metrics.py and airgrid/gateway/metrics.py ---------
 
 _STR = r'"(?:[^"\\]|\\.)*"'
 _METRIC_CALL = re.compile(
@@ -49,9 +50,9 @@ _METRIC_CALL = re.compile(
 
 
 def _metric_series() -> dict[str, frozenset[str]]:
-    """Series name -> label names, for every metric defined in metrics.py (as exposed)."""
+    """Series name -> label names, for every metric the worker and the gateway define (as exposed)."""
     series: dict[str, frozenset[str]] = {}
-    for m in _METRIC_CALL.finditer(METRICS_PY.read_text()):
+    for m in _METRIC_CALL.finditer(METRICS_PY.read_text() + GATEWAY_METRICS_PY.read_text()):
         name, kind = m["name"], m["kind"]
         labels = frozenset(re.findall(r'"([^"]+)"', m["labels"] or ""))
         if kind == "Counter":
@@ -242,6 +243,8 @@ def test_metric_names_are_parsed_from_metrics_py() -> None:
     assert SERIES["airgrid_alarms_total"] == {"kind", "rule", "pollutant", "severity"}
     assert SERIES["airgrid_open_tasks"] == {"grid_l1", "state"}
     assert SERIES["airgrid_detection_latency_seconds_bucket"] == {"le"}
+    assert SERIES["airgrid_gateway_frames_total"] == {"cn", "outcome"}
+    assert SERIES["airgrid_gateway_publish_seconds_bucket"] == {"le"}
 
 
 def test_compose_services_images_pinned_and_mounts() -> None:
@@ -400,7 +403,7 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
     assert 36 <= board["schemaVersion"] <= 41
     panels = list(_panels(board["panels"]))
     rows = [p["title"] for p in panels if p["type"] == "row"]
-    assert rows == ["Intake", "Alarms", "Tasks", "Health"]
+    assert rows == ["Intake", "Alarms", "Tasks", "Health", "Gateway"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
 
@@ -437,6 +440,11 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
         "airgrid_consumer_lag_messages",
         "airgrid_projection_write_seconds_bucket",
         "airgrid_projection_errors_total",
+        "airgrid_gateway_open_connections",
+        "airgrid_gateway_frames_total",
+        "airgrid_gateway_refused_total",
+        "airgrid_gateway_crc_total",
+        "airgrid_gateway_publish_seconds_bucket",
     ):
         assert family in used, f"{family} is on no panel"
 
@@ -487,6 +495,8 @@ ALERTS_WANTED = {
     "AirgridSweeperLagging",
     "AirgridProjectionErrors",
     "AirgridConsumerLagHigh",
+    "AirgridGatewayDown",
+    "AirgridGatewayRefusedRateHigh",
 }
 
 
@@ -531,6 +541,8 @@ def test_prometheus_config_scrapes_worker_every_5s() -> None:
         assert targets == ["host.docker.internal:6066"]
         assert job.get("metrics_path", "/metrics") == "/metrics"
         assert config["rule_files"] == ["alerts.yml"]
+        gateway = jobs["airgrid-gateway"]
+        assert [t for sc in gateway["static_configs"] for t in sc["targets"]] == ["host.docker.internal:6067"]
     else:
         block = text.split("job_name: airgrid", 1)[1].split("job_name:", 1)[0]
         assert re.search(r"^\s*scrape_interval:\s*5s\s*$", block, re.M)
@@ -545,6 +557,7 @@ def test_alert_rules_cover_the_command_centre() -> None:
     problems = [f"{name}: {p}" for name, expr in rules.items() for p in check_expr(expr, allowed)]
     assert problems == []
     assert 'up{job="airgrid"}' in rules["AirgridWorkerDown"]
+    assert 'up{job="airgrid-gateway"}' in rules["AirgridGatewayDown"]
     assert "> 60" in rules["AirgridSweeperLagging"]
 
 
