@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from airgrid.config.settings import Settings
@@ -205,3 +208,25 @@ def _malformed(n: int, directory: Directory, station_id: str) -> bytes:
     if kind == 1:
         return b"\x00\xff+++ATH0\r\n"  # modem noise on the line
     return encode_frame(seg.replace(mn, "99999999UNKNOWN").encode())
+
+
+def start_gateway(
+    env: dict[str, str], log_path: Path, wait: float = 60.0
+) -> tuple[subprocess.Popen[bytes], Hj212Target]:
+    """``airgrid gateway`` as a process of its own (the demo's), healthy; its address for stations."""
+    from airgrid.streams.demo import wait_http
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airgrid", "gateway"],
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    listen = env.get("AIRGRID_GATEWAY_LISTEN", "127.0.0.1:9212")
+    web = env.get("AIRGRID_GATEWAY_WEB", "127.0.0.1:6067")
+    if not wait_http(f"http://{web}/health", wait, proc):
+        raise RuntimeError(f"the gateway did not become healthy; see {log_path}")
+    host, _, port = listen.rpartition(":")
+    return proc, Hj212Target("127.0.0.1" if host in ("0.0.0.0", "") else host, int(port))

@@ -16,7 +16,8 @@ from pathlib import Path
 from airgrid.config.settings import DATA_DIR, Settings, load_settings
 from airgrid.devkafka import LocalKafka, broker_answers
 from airgrid.domain.directory import Directory
-from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_stations, run_workers
+from airgrid.sim.hj212 import run_hj212_stations, start_gateway
+from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_workers
 from airgrid.streams.topics import ensure_topics
 from airgrid.streams.watch import watch
 
@@ -68,6 +69,7 @@ async def run_demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
         shutil.rmtree(root)  # every demo starts from a clean broker and clean tables
     kafka: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
     env = dict(os.environ)
     env.setdefault("AIRGRID_POLICY_FILE", str(DATA_DIR / "policy-demo.toml"))
     env["AIRGRID_DATA_DIR"] = str(root / "worker")
@@ -106,6 +108,9 @@ async def run_demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
             return 1
         metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
         _say(f"Worker up. Metrics: {metrics_url}   Projection: {settings.sqlalchemy_url}")
+        _say(f"Starting the HJ 212 station gateway (log: {root / 'gateway.log'})")
+        gateway, target = await asyncio.to_thread(start_gateway, env, root / "gateway.log")
+        _say(f"Gateway up on {target.host}:{target.port}: the stations speak HJ 212-2017 to it over TCP")
         _say(
             f"Simulating {cfg.stations} stations ({cfg.step_minutes} min of event time every "
             f"{cfg.tick_seconds}s); workers answer about half the tasks, the rest escalate. "
@@ -114,7 +119,7 @@ async def run_demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
         directory = Directory.load(settings.grid_file)
         stats = SimStats()
         jobs = [
-            asyncio.create_task(run_stations(settings, directory, cfg, stats)),
+            asyncio.create_task(run_hj212_stations(settings, directory, cfg, target, stats)),
             asyncio.create_task(run_workers(settings, directory, GridWorkers(directory), stats)),
             asyncio.create_task(watch(settings)),
         ]
@@ -133,6 +138,9 @@ async def run_demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
             )
         return 0
     finally:
+        if gateway is not None:
+            _say("Stopping the gateway")
+            await asyncio.to_thread(stop_process, gateway)
         if worker is not None:
             _say("Stopping the worker")
             await asyncio.to_thread(stop_process, worker)
