@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from airgrid.domain.directory import Directory
 from airgrid.domain.intake import Limits, Rejection
@@ -204,7 +204,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         gw, m = self.gw, self.gw.metrics
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # a stream transport, whichever event loop
         if not gw.accepting or len(gw.conns) >= gw.gs.max_connections:
             m.accepted.labels("refused_limit").inc()
             self.closed = True
