@@ -333,6 +333,13 @@ def measure(server: Server, args: argparse.Namespace, consumer: Any = None) -> d
         f"  {server.name}: throughput {rate:,.0f} frames/s (its process: {share:.0%} of a core)", flush=True
     )
     time.sleep(2)
+    # stations as most data units are: one frame, then wait for its answer
+    saw = run_clients("127.0.0.1", server.port, n, procs, {**common, "window": 1, "mode": "throughput"})
+    result["throughput_fps_stop_and_wait"] = round(
+        sum(r["answered"] for r in saw) / max(r["seconds"] for r in saw)
+    )
+    print(f"  {server.name}: stop-and-wait {result['throughput_fps_stop_and_wait']:,} frames/s", flush=True)
+    time.sleep(2)
     half = rate / 2
     if consumer is not None:
         consumer.start()

@@ -41,7 +41,7 @@ class Sink(Protocol):
 class _Lane:
     """One topic partition: the open batch, sealed batches waiting, and its sender task."""
 
-    __slots__ = ("builder", "callbacks", "partition", "sealed", "task", "topic", "wake")
+    __slots__ = ("builder", "callbacks", "last_sent", "partition", "sealed", "task", "topic", "wake")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
@@ -51,6 +51,7 @@ class _Lane:
         self.sealed: deque[tuple[Any, list[tuple[Done, float]]]] = deque()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.last_sent = 0.0
 
 
 class Publisher:
@@ -63,12 +64,14 @@ class Publisher:
         *,
         timeout_s: float = 30.0,
         max_pending: int = 100_000,
+        linger_s: float = 0.005,
         on_drain: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.max_pending = max_pending
+        self.linger_s = linger_s
         self.on_drain = on_drain
         self.pending = 0
         self.last_ack = time.monotonic()
@@ -161,6 +164,13 @@ class Publisher:
         while True:
             await lane.wake.wait()
             lane.wake.clear()
+            # at most one batch per partition per linger: frames that trickle in share a batch
+            # (aiokafka spends ~100 us on each batch, as much as a frame's whole decoding), and the
+            # first frame after a quiet spell goes at once
+            wait = lane.last_sent + self.linger_s - time.monotonic()
+            if wait > 0 and not lane.sealed:
+                await asyncio.sleep(wait)
+            lane.last_sent = time.monotonic()
             while lane.sealed or lane.builder is not None:
                 if lane.sealed:
                     builder, callbacks = lane.sealed.popleft()
