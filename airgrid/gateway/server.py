@@ -227,6 +227,15 @@ class Connection(asyncio.BufferedProtocol):
         if not self.closed:
             self.closed = True
             gw.metrics.closed.labels("peer" if exc is None else "error").inc()
+        backlog, self.backlog = self.backlog, []
+        unread = 0
+        for item in backlog:  # decoded, never handled: the station got no answer and sends again
+            if isinstance(item, Refused):
+                self.refuse_bytes(item.raw, item.code, item.reason, mn_of(item.raw))
+            else:
+                unread += 1
+        if unread:
+            gw.metrics.frame("other", "unanswered_at_close", unread)
         if self.framer is not None:
             for refused in self.framer.close():
                 self.refuse_bytes(refused.raw, refused.code, refused.reason, mn_of(refused.raw))

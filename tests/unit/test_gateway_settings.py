@@ -144,3 +144,23 @@ def test_a_bad_profiles_file_names_the_problem(
     with pytest.raises(SettingsError) as err:
         build_profiles(load_gateway_settings(), "Asia/Shanghai", {"ST001", "ST002"})
     assert message in str(err.value) and "AIRGRID_GATEWAY_PROFILE_FILE" in str(err.value)
+
+
+def test_the_command_stops_on_a_wrong_setting_with_one_line() -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRGRID_")}
+    env["AIRGRID_GATEWAY_CRC"] = "crc32"
+    done = subprocess.run(
+        [sys.executable, "-m", "airgrid", "gateway"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "airgrid: invalid setting: AIRGRID_GATEWAY_CRC: Input should be 'annex-a' or 'any' (got 'crc32')"
+    ]
