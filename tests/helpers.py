@@ -65,18 +65,21 @@ class Worker:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.env['AIRGRID_WEB_PORT']}"
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "airgrid",
+            "worker",
+            "-l",
+            os.environ.get("AIRGRID_TEST_WORKER_LOG", "info"),
+        ]
+
     def start(self, wait: float = 90.0) -> float:
         began = time.monotonic()
         fh = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airgrid",
-                "worker",
-                "-l",
-                os.environ.get("AIRGRID_TEST_WORKER_LOG", "info"),
-            ],
+            self.command(),
             env=self.env,
             stdout=fh,
             stderr=subprocess.STDOUT,

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from airgrid.devkafka import free_port
 from airgrid.gateway.frame import Frame, Framer
 from airgrid.gateway.segment import Segment, parse_segment
-from airgrid.streams.demo import wait_http
-from tests.helpers import REPO
+from tests.helpers import Worker
 
 
 def gateway_env(worker: dict[str, str], **extra: str) -> dict[str, str]:
@@ -31,70 +26,19 @@ def gateway_env(worker: dict[str, str], **extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class GatewayProcess:
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+class GatewayProcess(Worker):
+    """The real ``airgrid gateway`` process (start, metrics, stop, kill as the worker's)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "airgrid", "gateway"]
+
+    @property
+    def base_url(self) -> str:
+        return "http://" + self.env["AIRGRID_GATEWAY_WEB"]
 
     @property
     def port(self) -> int:
         return int(self.env["AIRGRID_GATEWAY_LISTEN"].rpartition(":")[2])
-
-    @property
-    def web(self) -> str:
-        return "http://" + self.env["AIRGRID_GATEWAY_WEB"]
-
-    def start(self, wait: float = 60.0) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "airgrid", "gateway"],
-            env=self.env,
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-        if not wait_http(self.web + "/health", wait, self.proc):
-            raise AssertionError(
-                f"gateway not healthy after {wait}s (exit {self.proc.poll()}):\n{self.tail()}"
-            )
-
-    def metric(self, name: str, **labels: str) -> float:
-        import urllib.request
-
-        with urllib.request.urlopen(self.web + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith((name + "{", name + " ")):
-                head, _, value = line.rpartition(" ")
-                if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                    total += float(value)
-        return total
-
-    def stop(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                raise AssertionError(f"gateway ignored SIGTERM for {timeout}s:\n{self.tail()}") from None
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 @dataclass
