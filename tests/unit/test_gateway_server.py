@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -371,3 +372,28 @@ async def test_refusals_in_a_row_close_the_connection() -> None:
             await c.send(data_frame(MN, "wrong1", reading(), str(i)))
         assert await c.closed_by_peer()
         assert r.metric("airgrid_gateway_disconnects_total", reason="refusals") == 1
+
+
+async def test_a_gateway_dead_letter_fits_the_worker_s_sql_projection(tmp_path: Path) -> None:
+    """The worker's projection reads readings.dlq: a letter without origin is kept once, by its
+    own place in the topic, and its copy has no password."""
+    from sqlalchemy import text
+
+    from airgrid.sinks.sql import SqlProjection, make_engine
+    from airgrid.sinks.sql.writer import Letter
+
+    async with rig() as r:
+        c = await r.connect()
+        await c.send(data_frame(MN, "wrong1", reading(), "1"))
+        await settle()
+        (letter,) = r.letters()
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    projection = SqlProjection(engine)
+    projection.setup()
+    assert projection.write(letters=[Letter("readings.dlq", letter, "readings.dlq:0:7")]) == 1
+    assert projection.write(letters=[Letter("readings.dlq", letter, "readings.dlq:0:7")]) == 0
+    with engine.connect() as db:
+        (row,) = db.execute(text("select letter_id, reason_code, payload from dead_letters")).all()
+    assert row[0] == "readings.dlq:0:7" and row[1] == "bad_password"
+    assert "wrong1" not in row[2] and "PW=***" in row[2]
+    engine.dispose()
