@@ -1,4 +1,5 @@
-# The airgrid worker. Used by `docker compose -f docker-compose.kafka.yml --profile worker up`.
+# The airgrid worker (and, with `command: ["gateway"]`, the HJ 212 gateway). Used by
+# `docker compose -f docker-compose.kafka.yml --profile worker up` (and `--profile gateway`).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,7 +24,7 @@ ENV AIRGRID_WEB_HOST=0.0.0.0 \
     AIRGRID_WEB_PORT=6066 \
     AIRGRID_DATA_DIR=/app/var/airgrid
 
-EXPOSE 6066
+EXPOSE 6066 9212 6067
 VOLUME ["/app/var"]
 
 # Liveness, not readiness: /health (= /health/ready) answers 503 during every rebalance or table

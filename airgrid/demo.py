@@ -20,7 +20,8 @@ from airgrid.domain.directory import Directory
 from airgrid.kafka.local import LocalKafka, broker_answers
 from airgrid.kafka.topics import ensure_topics
 from airgrid.ops.watch import watch
-from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_stations, run_workers
+from airgrid.sim.hj212 import Hj212Target, run_hj212_stations
+from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_workers
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -93,6 +94,26 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait()
 
 
+def start_gateway(
+    env: dict[str, str], log_path: Path, wait: float = 60.0
+) -> tuple[subprocess.Popen[bytes], Hj212Target]:
+    """``airgrid gateway`` as a process of its own (the demo's), healthy; its address for stations."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airgrid", "gateway"],
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    listen = env.get("AIRGRID_GATEWAY_LISTEN", "127.0.0.1:9212")
+    web = env.get("AIRGRID_GATEWAY_WEB", "127.0.0.1:6067")
+    if not wait_http(f"http://{web}/health", wait, proc):
+        raise RuntimeError(f"the gateway did not become healthy; see {log_path}")
+    host, _, port = listen.rpartition(":")
+    return proc, Hj212Target("127.0.0.1" if host in ("0.0.0.0", "") else host, int(port))
+
+
 async def run_demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
     """Run the demo until Ctrl-C, SIGTERM or SIGHUP (exit code 128 + the signal number)."""
     with _stop_on_signals() as seen:
@@ -110,6 +131,7 @@ async def _demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
         shutil.rmtree(root)  # every demo starts from a clean broker and clean tables
     kafka: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
     env = dict(os.environ)
     env.setdefault("AIRGRID_POLICY_FILE", str(DATA_DIR / "policy-demo.toml"))
     env["AIRGRID_DATA_DIR"] = str(root / "worker")
@@ -148,6 +170,9 @@ async def _demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
             return 1
         metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
         _say(f"Worker up. Metrics: {metrics_url}   Projection: {settings.sqlalchemy_url}")
+        _say(f"Starting the HJ 212 station gateway (log: {root / 'gateway.log'})")
+        gateway, target = await asyncio.to_thread(start_gateway, env, root / "gateway.log")
+        _say(f"Gateway up on {target.host}:{target.port}: the stations speak HJ 212-2017 to it over TCP")
         _say(
             f"Simulating {cfg.stations} stations ({cfg.step_minutes} min of event time every "
             f"{cfg.tick_seconds}s); workers answer about half the tasks, the rest escalate. "
@@ -156,7 +181,7 @@ async def _demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
         directory = Directory.load(settings.grid_file)
         stats = SimStats()
         jobs = [
-            asyncio.create_task(run_stations(settings, directory, cfg, stats)),
+            asyncio.create_task(run_hj212_stations(settings, directory, cfg, target, stats)),
             asyncio.create_task(run_workers(settings, directory, GridWorkers(directory), stats)),
             asyncio.create_task(watch(settings)),
         ]
@@ -175,6 +200,9 @@ async def _demo(base: Settings, broker_given: bool, cfg: SimConfig) -> int:
             )
         return 0
     finally:
+        if gateway is not None:
+            _say("Stopping the gateway")
+            await asyncio.to_thread(stop_process, gateway)
         if worker is not None:
             _say("Stopping the worker")
             await asyncio.to_thread(stop_process, worker)

@@ -3,7 +3,9 @@
 Level-3 grids are the cells of a 40 x 25 lattice over the city's box (about 1.0 x 1.8 km each),
 laid out in serpentine order so each level-2 and level-1 grid is one contiguous area; their
 boundaries go to a GeoJSON file beside the directory. Odd-numbered stations name their grid
-explicitly; even-numbered ones are located by point-in-polygon.
+explicitly; even-numbered ones are located by point-in-polygon. Every station has the HJ 212 code
+(MN) and access password (PW) its data acquisition unit sends to ``airgrid gateway``: the MN is the
+city's division code (650100), the system code of ambient air (22), "A" and the station number.
 
 Deterministic: the same output every run.
 Usage: python scripts/gen_sample_city.py OUT.json   (writes OUT.json and grids-l3.geojson beside it)
@@ -62,6 +64,7 @@ def boundaries(level3: list[str]) -> dict[str, object]:
 def main(out: str) -> None:
     rng = random.Random(20240204)
     place = random.Random(4326)  # station positions: separate, so the ids above never move
+    secrets = random.Random(212)  # HJ 212 passwords: separate again, so nothing above moves
     grids: list[dict[str, object]] = []
     workers: list[dict[str, object]] = []
     level2: list[str] = []
@@ -114,6 +117,8 @@ def main(out: str) -> None:
         }
         if i % 2:
             station["grid"] = g3
+        station["mn"] = f"65010022A{i:015d}"  # 24 characters, as HJ 212-2017 has it
+        station["pw"] = f"{secrets.randrange(10**6):06d}"
         stations.append(station)
     doc = {
         "schema_version": 1,

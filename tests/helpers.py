@@ -86,11 +86,15 @@ class Worker:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.env['AIRGRID_WEB_PORT']}"
 
+    def arguments(self) -> list[str]:
+        """What the program is asked to run; a subclass runs another command (the gateway)."""
+        return ["worker", "-l", os.environ.get("AIRGRID_TEST_WORKER_LOG", "info")]
+
     def spawn(self) -> None:
         """Start the process and return at once."""
         fh = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*self.command, "worker", "-l", os.environ.get("AIRGRID_TEST_WORKER_LOG", "info")],
+            [*self.command, *self.arguments()],
             env=self.env,
             stdout=fh,
             stderr=subprocess.STDOUT,

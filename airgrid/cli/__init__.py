@@ -27,6 +27,9 @@ class Entry:
 
 COMMANDS: dict[str, Entry] = {
     "worker": Entry("airgrid.cli.worker:worker", "run the stream processor (a Faust worker)"),
+    "gateway": Entry(
+        "airgrid.cli.gateway:gateway", "accept HJ 212-2017 stations over TCP, publish their readings"
+    ),
     "demo": Entry("airgrid.cli.demo:demo", "the whole loop on a local Kafka broker, with live output"),
     "simulate": Entry("airgrid.cli.simulate:simulate", "publish simulated readings (and play grid workers)"),
     "watch": Entry("airgrid.cli.watch:watch", "print alarms, task events and dead letters as they happen"),

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from airgrid.cli.base import command
+from airgrid.cli.base import OpsError, command
 from airgrid.cli.common import run_async
 from airgrid.config.settings import Settings
 from airgrid.sim.runner import SimConfig
@@ -60,7 +60,8 @@ def sim_config(
     metavar="N",
     help="load test: publish N readings as fast as possible (past event time), print the rate",
 )
-def simulate(workers: bool, blast: int | None, **sim: Any) -> int:
+@click.option("--hj212", metavar="HOST:PORT", help="speak HJ 212-2017 to an `airgrid gateway` instead")
+def simulate(workers: bool, blast: int | None, hj212: str | None, **sim: Any) -> int:
     """Publish simulated station readings to the readings topic (10 minutes of event time per
     tick from 36 hours ago, then in real time), with recurring pollution episodes."""
     cfg = sim_config(**sim)
@@ -72,6 +73,14 @@ def simulate(workers: bool, blast: int | None, **sim: Any) -> int:
 
         directory = Directory.load(s.grid_file)
         await reach(s)
+        if hj212:  # stations as data acquisition units: TCP to the gateway (airgrid/sim/hj212.py)
+            from airgrid.sim.hj212 import Hj212Target, run_hj212_stations
+
+            host, _, port = hj212.rpartition(":")
+            if not port.isdigit():
+                raise OpsError(f"--hj212: {hj212!r} is not HOST:PORT")
+            await run_hj212_stations(s, directory, cfg, Hj212Target(host or "127.0.0.1", int(port)))
+            return 0
         if blast:
             from datetime import UTC, datetime, timedelta
 

@@ -40,6 +40,8 @@ class Directory:
         self.grids: dict[str, Grid] = {g.id: g for g in doc.grids}
         self.workers: dict[str, Worker] = {w.id: w for w in doc.workers}
         self.stations: dict[str, Station] = {s.id: s for s in doc.stations}
+        # HJ 212 station codes (the gateway's lookup); MNs are unique in a checked directory
+        self.by_mn: dict[str, Station] = {s.mn: s for s in doc.stations if s.mn is not None}
         self.locator = Locator(boundaries)
         self._lineage: dict[str, Lineage] = {}
         for st in doc.stations:
@@ -178,10 +180,10 @@ def check(
     broken: AbstractSet[str] = frozenset(),
     at: Mapping[str, Sequence[int]] | None = None,
 ) -> list[Problem]:
-    """Every consistency problem: tree shape, duplicates, workers and stations attached, and
-    with boundaries: each names a level-3 grid once, each station lies in exactly one. ``broken``:
-    ids of grids that are in the file but break its schema (a reference to one is no problem of
-    its own); ``at``: the entries' indexes in the file when some were left out."""
+    """Every consistency problem: tree shape, duplicates (ids, station MNs), workers and stations
+    attached, and with boundaries: each names a level-3 grid once, each station lies in exactly
+    one. ``broken``: ids of grids that are in the file but break its schema (a reference to one is
+    no problem of its own); ``at``: the entries' indexes in the file when some were left out."""
 
     def idx(section: str, i: int) -> int:
         return at[section][i] if at else i
@@ -220,11 +222,16 @@ def check(
     problems += _check_boundaries(boundaries or [], grids, broken)
     locator = Locator(boundaries or [])
     sseen: dict[str, int] = {}
+    mseen: dict[str, int] = {}
     for i, st in enumerate(doc.stations):
         where = f"$.stations[{idx('stations', i)}] ({st.id})"
         if st.id in sseen:
             problems.append(Problem(where, f"duplicate station id, first at $.stations[{sseen[st.id]}]"))
         sseen.setdefault(st.id, idx("stations", i))
+        if st.mn is not None:
+            if st.mn in mseen:  # the gateway finds a station by its MN: one MN, one station
+                problems.append(Problem(where, f"duplicate MN {st.mn}, first at $.stations[{mseen[st.mn]}]"))
+            mseen.setdefault(st.mn, idx("stations", i))
         if st.grid is None or st.grid not in broken:
             problems += [Problem(where, what) for what in _station_problems(st, grids, locator)]
     return problems

@@ -83,11 +83,13 @@ class Formatter:
             )
         if topic in (n.readings_dlq, n.feedback_rejected):
             label = "DLQ   reading" if topic == n.readings_dlq else "REJECT feedback"
-            origin = data.get("origin") or {}
-            return (
-                f"{self.c('red', label)} {data['reason_code']}: {data['reason']} "
-                f"(from {origin.get('topic')}/{origin.get('partition')}@{origin.get('offset')})"
+            origin = data.get("origin")
+            source = (
+                f"{origin.get('topic')}/{origin.get('partition')}@{origin.get('offset')}"
+                if origin
+                else f"{data.get('peer')} MN {data.get('mn') or '?'}"  # refused by a gateway
             )
+            return f"{self.c('red', label)} {data['reason_code']}: {data['reason']} (from {source})"
         return f"{topic}: {data}"
 
 

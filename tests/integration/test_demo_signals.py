@@ -48,7 +48,9 @@ def _two_free_ports() -> int:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_signal_to_the_demo_stops_its_broker_and_worker(tmp_path: Path, sig: signal.Signals) -> None:
+def test_a_signal_to_the_demo_stops_its_broker_worker_and_gateway(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     port, web = _two_free_ports(), free_port()
     config = tmp_path / "airgrid.toml"
     config.write_text(
@@ -77,16 +79,18 @@ def test_a_signal_to_the_demo_stops_its_broker_and_worker(tmp_path: Path, sig: s
             assert time.monotonic() < deadline, f"the demo did not start:\n{out.read_text(errors='replace')}"
             time.sleep(0.5)
         broker = int(pid_file.read_text())
-        worker = [p for p in _children(demo.pid) if p != broker and "airgrid" in _cmdline(p)]
-        started = [broker, *worker]
-        assert len(worker) == 1 and all(_alive(p) for p in started)
+        ours = [p for p in _children(demo.pid) if p != broker and "airgrid" in _cmdline(p)]
+        commands = sorted(_cmdline(p).split()[3] for p in ours)  # python -m airgrid COMMAND ...
+        started = [broker, *ours]
+        assert commands == ["gateway", "worker"] and all(_alive(p) for p in started)
         time.sleep(2)  # readings flowing
 
         os.kill(demo.pid, sig)  # `kill <pid>`, or the terminal closing: the demo's pid only
         code = demo.wait(90)
         text = out.read_text(errors="replace")
         assert code == 128 + sig, text
-        assert f"{sig.name}: stopping" in text and "Stopping the worker" in text and "Stopping Kafka" in text
+        assert f"{sig.name}: stopping" in text and "Stopping the gateway" in text
+        assert "Stopping the worker" in text and "Stopping Kafka" in text
         assert not [p for p in started if _alive(p)], f"left running: {started}\n{text}"
         assert _port_free(port) and _port_free(web)
         assert not pid_file.exists()

@@ -37,12 +37,13 @@ DASHBOARD = GRAFANA / "dashboards" / "airgrid.json"
 METRICS_PY = REPO / "airgrid" / "metrics.py"
 RUNBOOK = REPO / "docs" / "runbook.md"
 DOCKERFILE = REPO / "Dockerfile"
+GATEWAY_METRICS_PY = REPO / "airgrid" / "gateway" / "metrics.py"
 
 SERVICES = {"kafka", "prometheus", "grafana"}
 DS_UID = "prometheus"  # the provisioned data source; the dashboard picks it through ${datasource}
 DS_VAR = {"type": "prometheus", "uid": "${datasource}"}
 
-# --- metric names and labels from airgrid/sinks/metrics.py --------------------------------------
+# --- metric names and labels from airgrid/metrics.py and airgrid/gateway/metrics.py -----------------
 
 _STR = r'"(?:[^"\\]|\\.)*"'
 _METRIC_CALL = re.compile(
@@ -52,9 +53,9 @@ _METRIC_CALL = re.compile(
 
 
 def _metric_series() -> dict[str, frozenset[str]]:
-    """Series name -> label names, for every metric defined in metrics.py (as exposed)."""
+    """Series name -> label names, for every metric the worker and the gateway define (as exposed)."""
     series: dict[str, frozenset[str]] = {}
-    for m in _METRIC_CALL.finditer(METRICS_PY.read_text()):
+    for m in _METRIC_CALL.finditer(METRICS_PY.read_text() + GATEWAY_METRICS_PY.read_text()):
         name, kind = m["name"], m["kind"]
         labels = frozenset(re.findall(r'"([^"]+)"', m["labels"] or ""))
         if kind == "Counter":
@@ -249,6 +250,8 @@ def test_metric_names_are_parsed_from_metrics_py() -> None:
     assert SERIES["airgrid_alarms_total"] == {"kind", "rule", "pollutant", "severity"}
     assert SERIES["airgrid_open_tasks"] == {"grid_l1", "state"}
     assert SERIES["airgrid_detection_latency_seconds_bucket"] == {"le"}
+    assert SERIES["airgrid_gateway_frames_total"] == {"cn", "outcome"}
+    assert SERIES["airgrid_gateway_publish_seconds_bucket"] == {"le"}
 
 
 def test_compose_services_images_pinned_and_mounts() -> None:
@@ -311,11 +314,15 @@ def test_compose_kafka_listeners_for_containers_and_host() -> None:
 
 def test_compose_secure_defaults() -> None:
     """Topic auto-creation is off (the worker creates its topics at start) and every published
-    port, the worker's included, binds to the host's loopback unless the user says otherwise."""
+    port, the worker's and the gateway's metrics included, binds to the host's loopback unless the
+    user says otherwise; only the gateway's station port faces other machines (stations are
+    elsewhere)."""
     services = compose_services()
     assert str(services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]) == "false"
     published = [(name, str(port)) for name, svc in services.items() for port in svc.get("ports", [])]
     assert ("airgrid", "${AIRGRID_PUBLISH_ADDRESS:-127.0.0.1}:6066:6066") in published
+    assert ("gateway", "${AIRGRID_PUBLISH_ADDRESS:-127.0.0.1}:6067:6067") in published
+    published.remove(("gateway", "9212:9212"))
     for name, port in published:
         default = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", port)  # what compose uses when unset
         assert default.startswith("127.0.0.1:"), f"{name}: {port} is published beyond loopback"
@@ -431,7 +438,7 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
     assert 36 <= board["schemaVersion"] <= 41
     panels = list(_panels(board["panels"]))
     rows = [p["title"] for p in panels if p["type"] == "row"]
-    assert rows == ["Workers", "Intake", "Alarms", "Tasks", "Health"]
+    assert rows == ["Workers", "Intake", "Alarms", "Tasks", "Health", "Gateway"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
 
@@ -469,6 +476,11 @@ def test_dashboard_targets_use_only_airgrid_metrics() -> None:
         "airgrid_consumer_lag_messages",
         "airgrid_projection_write_seconds_bucket",
         "airgrid_projection_errors_total",
+        "airgrid_gateway_open_connections",
+        "airgrid_gateway_frames_total",
+        "airgrid_gateway_refused_total",
+        "airgrid_gateway_crc_total",
+        "airgrid_gateway_publish_seconds_bucket",
     ):
         assert family in used, f"{family} is on no panel"
 
@@ -483,7 +495,8 @@ def test_dashboard_variables_scope_every_query() -> None:
     )
     assert variables["instance"]["query"] == 'label_values(up{job="airgrid"}, instance)'
     assert variables["grid_l1"]["query"] == "label_values(airgrid_open_tasks, grid_l1)"
-    for name in ("instance", "grid_l1"):
+    assert variables["gateway"]["query"] == 'label_values(up{job="airgrid-gateway"}, instance)'
+    for name in ("instance", "grid_l1", "gateway"):
         v = variables[name]
         assert v["datasource"] == DS_VAR and v["includeAll"] and v["multi"] and v["allValue"] == ".*"
     assert f'"uid": "{DS_UID}"' not in json.dumps(board)  # no hard-coded data source uid
@@ -491,7 +504,8 @@ def test_dashboard_variables_scope_every_query() -> None:
     for panel in _panels(board["panels"]):
         for target in panel.get("targets", []):
             for m in _SELECTOR.finditer(target["expr"]):
-                assert 'instance=~"$instance"' in m[2], (panel["title"], target["expr"])
+                scope = "$gateway" if m[1].startswith("airgrid_gateway_") else "$instance"
+                assert f'instance=~"{scope}"' in m[2], (panel["title"], target["expr"])
                 if m[1] == "airgrid_open_tasks":
                     assert 'grid_l1=~"$grid_l1"' in m[2]
                     grid_panels += 1
@@ -558,6 +572,8 @@ ALERTS_WANTED = {
     "AirgridConsumerLagHigh",
     "AirgridInternalError",
     "AirgridTableUnusable",
+    "AirgridGatewayDown",
+    "AirgridGatewayRefusedRateHigh",
 }
 
 
@@ -600,6 +616,8 @@ def test_prometheus_config_scrapes_worker_every_5s() -> None:
         assert job["scrape_interval"] == "5s"
         assert job.get("metrics_path", "/metrics") == "/metrics"
         assert config["rule_files"] == ["alerts.yml"]
+        gateway = jobs["airgrid-gateway"]  # the compose service `gateway`, found by name
+        assert [(sd["names"], sd["port"]) for sd in gateway["dns_sd_configs"]] == [(["gateway"], 6067)]
     else:
         block = text.split("job_name: airgrid", 1)[1].split("job_name:", 1)[0]
         assert re.search(r"^\s*scrape_interval:\s*5s\s*$", block, re.M)
@@ -613,6 +631,7 @@ def test_alert_rules_cover_the_command_centre() -> None:
     problems = [f"{name}: {p}" for name, expr in rules.items() for p in check_expr(expr, allowed)]
     assert problems == []
     assert 'up{job="airgrid"}' in rules["AirgridWorkerDown"]
+    assert 'up{job="airgrid-gateway"}' in rules["AirgridGatewayDown"]
     assert "> 60" in rules["AirgridSweeperLagging"]
 
 

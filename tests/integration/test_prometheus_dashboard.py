@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's package) scrapes a running worker that has seen readings, alarms,
-tasks, reminders, escalations, feedback and dead letters; every PromQL expression of the shipped
-Grafana dashboard then returns data."""
+tasks, reminders, escalations, feedback and dead letters, and a running gateway that has seen
+stations' frames, good and refused; every PromQL expression of the shipped Grafana dashboard then
+returns data."""
 
 from __future__ import annotations
 
@@ -18,9 +19,15 @@ from typing import Any
 import orjson
 import pytest
 
+from airgrid.config.settings import DATA_DIR
 from airgrid.demo import wait_http
+from airgrid.domain.directory import Directory
+from airgrid.gateway.frame import encode_frame
 from airgrid.kafka.local import free_port
+from airgrid.models.readings import Reading
+from airgrid.sim.hj212 import data_frame, qn_of
 from tests.helpers import Collector, Worker, produce, short_policy, worker_env
+from tests.integration.gateway_support import GatewayProcess, Station, gateway_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +39,7 @@ VARIABLES = {
     "$alarm_kind": ".*",
     "$instance": ".*",
     "$grid_l1": ".*",
+    "$gateway": ".*",
 }
 
 
@@ -100,11 +108,15 @@ async def test_every_dashboard_expression_returns_data(
     p = env["AIRGRID_TOPIC_PREFIX"]
     worker = Worker(env, tmp_path / "worker.log")
     worker.start()
+    gateway = GatewayProcess(gateway_env(env), tmp_path / "gateway.log")
+    gateway.start()
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         f"  - job_name: airgrid\n    static_configs: [{{targets: ['127.0.0.1:{env['AIRGRID_WEB_PORT']}']}}]\n"
+        "  - job_name: airgrid-gateway\n"
+        f"    static_configs: [{{targets: ['{gateway.env['AIRGRID_GATEWAY_WEB']}']}}]\n"
     )
     prom = subprocess.Popen(
         [
@@ -154,6 +166,7 @@ async def test_every_dashboard_expression_returns_data(
             )
             # the other task is left alone: reminded, then escalated
             await seen.wait_for(p + "task-events", lambda e: e["type"] == "escalated", 30, "an escalation")
+        await stations_talk(gateway)
         await asyncio.sleep(6)  # a few more scrapes after the activity
         empty = [(title, expr) for title, expr in dashboard_exprs() if not query(base, expr)]
         assert empty == [], f"dashboard expressions without data: {empty}"
@@ -161,4 +174,22 @@ async def test_every_dashboard_expression_returns_data(
     finally:
         prom.terminate()
         prom.wait(20)
+        gateway.stop()
         worker.stop()
+
+
+async def stations_talk(gateway: GatewayProcess) -> None:
+    """A station of the shipped directory sends a minute's data frame (published, answered) and a
+    broken one (refused), then hangs up; an impostor is refused too."""
+    st = Directory.load(DATA_DIR / "grids.json").stations["ST002"]
+    assert st.mn and st.pw
+    at = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+    reading = Reading(station_id="ST002", observed_at=at, interval_s=600, values={"pm25": 30.0})
+    station = await Station.connect(gateway.port)
+    qn = qn_of(at, 1)
+    await station.send(data_frame(st.mn, st.pw.get_secret_value(), reading, qn))
+    await station.answer(qn)
+    await station.send(data_frame(st.mn, "wrong1", reading, "2"))
+    await station.send(encode_frame(b"QN=3;ST=22;CN=2051;MN=NOBODY;Flag=4;CP=&&&&", "modbus"))
+    await asyncio.sleep(1)
+    await station.close()

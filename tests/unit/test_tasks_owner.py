@@ -420,7 +420,7 @@ async def test_the_batch_commits_when_nothing_waits_when_full_or_when_its_oldest
     start = owner.first_staged_at
     assert owner.due(queue_empty=True, now=start)  # nothing more at hand
     assert not owner.due(queue_empty=False, now=start)  # more at hand: keep filling
-    assert owner.due(queue_empty=False, now=start + owner_module.BATCH_MAX_S)  # the oldest waited
+    assert owner.due(queue_empty=False, now=start + owner_module.BATCH_MAX_S + 1e-6)  # the oldest waited
     monkeypatch.setattr(owner_module, "BATCH_MAX", 2)
     assert owner.due(queue_empty=False, now=start)  # full
 
