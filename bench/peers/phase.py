@@ -32,6 +32,8 @@ class Peer:
     env: dict[str, str] = field(default_factory=dict)
     quix: bool = False  # runs with the Quix Streams venv's interpreter
     aiokafka_changelog: bool = False  # the bench creates its changelog topic
+    # a changelog key is the message key, then this separator and the state's own key (Quix: b"|")
+    changelog_key_sep: bytes = b""
 
 
 PEERS = {
@@ -52,6 +54,7 @@ PEERS = {
         "Quix Streams (RocksDB state, changelog, at-least-once, commit every 5 s)",
         "bench.peers.quix_app",
         quix=True,
+        changelog_key_sep=b"|",
     ),
     "aiokafka": Peer(
         "peer_aiokafka",
@@ -173,10 +176,12 @@ async def key_partitions(bootstrap: str, topics: list[str]) -> dict[bytes, set[i
     return out
 
 
-def misplaced(changelog: dict[bytes, set[int]], readings: dict[bytes, set[int]]) -> int:
-    """Keys whose changelog records are not all on the partition their readings are read from:
+def misplaced(changelog: dict[bytes, set[int]], readings: dict[bytes, set[int]], sep: bytes = b"") -> int:
+    """Stations whose changelog records are not all on the partition their readings are read from:
     a worker taking that partition over would not find their state."""
-    return sum(1 for key, parts in changelog.items() if parts != readings.get(key))
+    return sum(
+        1 for key, parts in changelog.items() if parts != readings.get(key.rpartition(sep)[0] if sep else key)
+    )
 
 
 def check(r: dict[str, Any], expected: dict[str, int], alarms_on_topic: int, changelog: int) -> str:
@@ -239,7 +244,7 @@ def run_peer(
     r["changelog_topics"] = sorted(changelogs)
     if changelogs:
         r["changelog_keys_misplaced"] = misplaced(
-            asyncio.run(key_partitions(bootstrap, list(changelogs))), readings
+            asyncio.run(key_partitions(bootstrap, list(changelogs))), readings, peer.changelog_key_sep
         )
     r["check"] = check(r, expected, r["alarms_on_topic"], r["changelog_records"])
     r["loadavg_1m_end"] = c.loadavg()

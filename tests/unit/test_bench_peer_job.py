@@ -104,6 +104,9 @@ def test_misplaced_state_is_counted_per_station() -> None:
     readings = {b"a": {0}, b"b": {1}}
     assert misplaced({b"a": {0}, b"b": {1}}, readings) == 0
     assert misplaced({b"a": {0, 2}, b"b": {3}}, readings) == 2
+    # Quix Streams: the message key, b"|", the state's own key
+    assert misplaced({b'a|"station"': {0}, b'b|"station"': {1}}, readings, b"|") == 0
+    assert misplaced({b'a|"station"': {1}}, readings, b"|") == 1
 
 
 def test_ratios_over_raw_noop_and_batched_faust() -> None:
