@@ -322,6 +322,49 @@ class Worker:
             return "(no log)"
 
 
+def run_app(
+    label: str, argv: list[str], env: dict[str, str], work: Path, timeout: float = 1800
+) -> dict[str, Any]:
+    """Start a bench app (bench/noop_app.py, bench/peers/*_app.py) in its own process group, wait
+    for its result file (``BENCH_OUT``: first, last, count, ...), then stop it with SIGTERM and wait
+    until it has exited, so that what it still buffered is produced before its topics are read."""
+    out = Path(env["BENCH_OUT"])
+    log_path = work / f"{label}.log"
+    began = time.time()
+    with log_path.open("ab") as fh:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not out.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{label} failed or timed out, see {log_path}")
+            time.sleep(0.1)
+        r: dict[str, Any] = json.loads(out.read_text())
+    finally:
+        stop_began = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+            clean = proc.returncode == 0
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            clean = False
+    secs = max(r["last"] - r["first"], 1e-6)
+    return {
+        **r,
+        "seconds": round(secs, 3),
+        "readings_per_s": round(r["count"] / secs),
+        "seconds_incl_start": round(r["last"] - began, 3),
+        "stop_s": round(time.monotonic() - stop_began, 2),
+        "exit_clean": clean,
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}

@@ -4,6 +4,10 @@ Phases, all on a LocalKafka broker of this run (free ports, temp data dir, close
 1. pre-fill ``<prefix>readings`` with N readings;
 2. the limit: a raw aiokafka consumer (getmany, orjson, minimal field checks) reads them;
 3. a no-op Faust agent (bench/noop_app.py) reads them: the framework's own cost;
+   peers (bench/peers/): the same small job (bench/peers/job.py) done by an idiomatic Faust app
+   with one changelogged table (one event at a time, and batched with ``take_events``), a Quix
+   Streams app and a hand-written aiokafka job, each checked against the bench's own count of
+   readings and alarms, each rate compared to the raw consumer, the no-op agent and batched Faust;
 4. the full pipeline: the real ``airgrid worker`` (projection on, SQLite) drains them;
 5. end-to-end latency at 10/50/80 % of the full pipeline's rate, on the same worker;
 6. memory per 10,000 stations and state recovery of S stations after a restart, on a second
@@ -37,10 +41,15 @@ from typing import Any
 import orjson
 
 from bench import common as c
+from bench.peers import job as peer_job
+from bench.peers import phase as peers
 from bench.profile_summary import summarise
 from bench.scaleout import scaleout_phase, table_rows
 
 PARTITIONS = 4  # the worker's default AIRGRID_TOPIC_PARTITIONS
+# --skip / --only; the raw consumer runs whenever one of the first four does, latency needs full
+PHASES = ("noop", "peers", "full", "latency", "recovery", "scaleout")
+THROUGHPUT = {"noop", "peers", "full", "latency"}
 
 
 def log(msg: str) -> None:
@@ -96,48 +105,22 @@ async def raw_consumer(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
 # --- 3. the no-op Faust agent --------------------------------------------------------------------
 def noop_faust(bootstrap: str, topic: str, n: int, work: Path, table_write: bool = False) -> dict[str, Any]:
     label = "noop-table" if table_write else "noop"
-    out = work / f"{label}.json"
     env = dict(
         os.environ,
         BENCH_BOOTSTRAP=bootstrap,
         BENCH_TOPIC=topic,
         BENCH_N=str(n),
-        BENCH_OUT=str(out),
+        BENCH_OUT=str(work / f"{label}.json"),
         BENCH_PARTITIONS=str(PARTITIONS),
         BENCH_DATADIR=str(work / label),
         **({"BENCH_TABLE_WRITE": "1"} if table_write else {}),
     )
-    began = time.time()
-    with (work / f"{label}.log").open("ab") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.noop_app"],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            cwd=c.REPO,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 600
-        while not out.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"no-op Faust app failed, see {work / f'{label}.log'}")
-            time.sleep(0.1)
-        r = json.loads(out.read_text())
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    secs = r["last"] - r["first"]
+    r = c.run_app(label, [sys.executable, "-m", "bench.noop_app"], env, work, timeout=600)
     return {
         "readings": r["count"],
-        "seconds": round(secs, 3),
-        "readings_per_s": round(r["count"] / secs),
-        "seconds_incl_start": round(r["last"] - began, 3),
+        "seconds": r["seconds"],
+        "readings_per_s": r["readings_per_s"],
+        "seconds_incl_start": r["seconds_incl_start"],
     }
 
 
@@ -551,7 +534,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--skip",
         default="",
-        help="comma list of phases to skip: throughput (and so latency), noop, latency, recovery, scaleout",
+        help="comma list of phases to skip: throughput (all of noop, peers, full, latency), noop, "
+        "peers, full (and so latency), latency, recovery, scaleout",
+    )
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma list of the phases to run (the others are skipped), e.g. noop,peers; "
+        "the raw consumer runs whenever noop, peers or full does; latency needs full",
+    )
+    ap.add_argument(
+        "--peers",
+        default=",".join(peers.PEERS),
+        help=f"comma list of the peers to run (default all: {','.join(peers.PEERS)})",
     )
     ap.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
     a = ap.parse_args(argv)
@@ -560,6 +555,17 @@ def main(argv: list[str] | None = None) -> int:
     rec_stations = a.recovery_stations or (10_000 if a.quick else 100_000)
     lat_s = a.latency_seconds or (12.0 if a.quick else 30.0)
     skip = set(filter(None, a.skip.split(",")))
+    if "throughput" in skip:
+        skip |= THROUGHPUT
+    if a.only:
+        skip |= set(PHASES) - set(a.only.split(","))
+    if "full" in skip:
+        skip.add("latency")
+    if bad_phases := (skip | set(filter(None, a.only.split(",")))) - {*PHASES, "throughput"}:
+        ap.error(f"unknown phase(s) {', '.join(sorted(bad_phases))}; known: {', '.join(PHASES)}")
+    which = [p for p in a.peers.split(",") if p]
+    if bad_peers := [p for p in which if p not in peers.PEERS]:
+        ap.error(f"unknown peer(s) {', '.join(bad_peers)}; known: {', '.join(peers.PEERS)}")
     c.EXTRA_ENV.update(kv.split("=", 1) for kv in a.worker_env)
     if a.gc_probe:
         c.EXTRA_ENV["BENCH_GC_PROBE"] = str(Path(__file__).parent / "gcprobe")
@@ -580,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             "state_rounds": a.state_rounds,
             "latency_alarm_share": a.alarm_share,
             "worker_env": dict(c.EXTRA_ENV),
+            "skipped": sorted(skip),
+            "peers": [] if "peers" in skip else which,
         },
         "loadavg_1m_start": c.loadavg(),
         "versions": c.versions(),
@@ -593,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         log("starting the broker")
         k.start(120)
         try:
-            run_all(a, report, k, src, work, grid, n, stations, rec_stations, lat_s, lat_stations, skip)
+            run_all(
+                a, report, k, src, work, grid, n, stations, rec_stations, lat_s, lat_stations, skip, which
+            )
         finally:
             k.close()
             report["loadavg_1m_end"] = c.loadavg()
@@ -608,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
     print()
     print(table(report))
+    if bad := peers.failed(report.get("throughput", {})):
+        log("peers that did not do the whole job (their rates are not results): " + " | ".join(bad))
+        return 1
     return 0
 
 
@@ -624,9 +637,10 @@ def run_all(
     lat_s: float,
     lat_stations: int,
     skip: set[str],
+    which: list[str],
 ) -> None:
-    if "throughput" not in skip:
-        throughput_and_latency(a, report, k, src, work, grid, n, stations, lat_s, lat_stations, skip)
+    if THROUGHPUT - skip:
+        throughput_and_latency(a, report, k, src, work, grid, n, stations, lat_s, lat_stations, skip, which)
     if "recovery" not in skip:
         report["memory_recovery"] = recovery_phase(k, src, work, grid, rec_stations, a.state_rounds)
     if "scaleout" not in skip:
@@ -645,12 +659,17 @@ def throughput_and_latency(
     lat_s: float,
     lat_stations: int,
     skip: set[str],
+    which: list[str],
 ) -> None:
     name = f"b{uuid.uuid4().hex[:6]}"
     names = {t: f"{name}.{t.replace('_', '-')}" for t in ("readings", "alarms", "task_events")}
     asyncio.run(c.create_topic(k.bootstrap, names["readings"], PARTITIONS))
     log(f"pre-filling {names['readings']} with {n} readings of {stations} stations")
-    count, secs = asyncio.run(c.produce_all(k.bootstrap, names["readings"], c.backlog(n, stations)))
+    # the peers' job, done here over the readings as they are produced: what each peer must report
+    expected = peer_job.Expected()
+    count, secs = asyncio.run(
+        c.produce_all(k.bootstrap, names["readings"], expected.tap(c.backlog(n, stations)))
+    )
     report["prefill"] = {"readings": count, "seconds": round(secs, 2), "readings_per_s": round(count / secs)}
 
     phases: dict[str, Any] = {}
@@ -674,6 +693,15 @@ def throughput_and_latency(
             "loadavg_1m_end": c.loadavg(),
         }
         log(f"noop + table: {phases['noop_faust_table']}")
+    if "peers" not in skip and which:
+        report["peers_expected"] = expected.summary()
+        log(f"peers: the same job; expected {report['peers_expected']}")
+        phases.update(
+            peers.peers_phase(k.bootstrap, names["readings"], n, expected.summary(), work, PARTITIONS, which)
+        )
+    report["peer_ratios"] = peers.ratios(phases)
+    if "full" in skip:
+        return
 
     log("full pipeline: the real airgrid worker")
     w = c.Worker.make(src, k.bootstrap, name, work / "worker-data", grid, c.free_port(), work / "worker.log")
@@ -711,6 +739,7 @@ def throughput_and_latency(
             "loadavg_1m_end": c.loadavg(),
         }
         log(f"full: {phases['full_pipeline']}")
+        report["peer_ratios"] = peers.ratios(phases)
         raw_rate = phases["raw_aiokafka"]["readings_per_s"]
         report["ratios"] = {"full_over_raw": round(phases["full_pipeline"]["readings_per_s"] / raw_rate, 4)}
         if "noop_faust" in phases:
@@ -887,6 +916,8 @@ def table(r: dict[str, Any]) -> str:
     rows += table_rows(r.get("scaleout", {}))
     out = ["| figure | value | target |", "|---|---|---|"]
     out += [f"| {a} | {b} | {t_} |" for a, b, t_ in rows]
+    if peer_table := peers.table(r):
+        out += ["", peer_table]
     out.append("")
     out.append(
         f"load average (1 min) at start {r.get('loadavg_1m_start')}, at end {r.get('loadavg_1m_end')}; "
