@@ -139,6 +139,11 @@ class Metrics:
             buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
             registry=r,
         )
+        self.ingest_unsaved = Gauge(
+            "airgrid_ingest_unsaved_messages",
+            "Messages ingest handled since its last checkpoint (read again after a crash)",
+            registry=r,
+        )
         self.open_tasks = Gauge(
             "airgrid_open_tasks",
             "Open tasks owned by this worker, by level-1 grid, state",

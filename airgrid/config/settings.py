@@ -131,12 +131,13 @@ class Settings(BaseSettings):
         "station (0: off)",
     )
     checkpoint_interval_seconds: float = Field(
-        1.0,
+        5.0,
         gt=0,
         le=60,
         description="ingest keeps station states in memory and writes the changed ones at most this "
         "long after the first reading since the last checkpoint (sooner when the input runs dry); a "
-        "kill replays the readings since then",
+        "kill replays the readings since then. Measured, 40,000 readings of 2,000 stations: 1 s wrote "
+        "0.66 rows per reading, 5 s 0.40 and drained x1.4 faster",
     )
     checkpoint_max_readings: int = Field(
         5000, ge=1, le=1_000_000, description="ingest checkpoints after at most this many readings"

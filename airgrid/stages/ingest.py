@@ -9,9 +9,10 @@ this stage applies.
 
 Checkpointed state (issue 20): the stations' states live in memory between checkpoints (parsed
 once, not per reading); a reading updates its station's state and sends its alarms without waiting.
-At each checkpoint (``due``: nothing more at hand, or ``checkpoint_max`` readings, or
-``checkpoint_s`` since the first unsaved one) the stage waits until Kafka has every alarm sent
-since the last one, and only then writes one table row per changed station. The driver defers the
+At each checkpoint (``due``: ``checkpoint_max`` messages, or ``checkpoint_s`` since the first
+unsaved one; ``idle``: nothing arrived for ``idle_s``) the stage waits until Kafka has every alarm
+sent since the last one, and only then writes one table row per changed station. ``lock`` keeps a
+checkpoint and the handling of a message apart (a timer checkpoints an idle stream). The driver defers the
 commit of every reading until the checkpoint after it is written. A kill between checkpoints
 replays the readings since the last commit against the last checkpointed state and re-sends the
 same alarm events (same ids: a duplicate subscribers drop), so nothing is lost; the other order
@@ -71,9 +72,10 @@ class Ingest:
         release: Callable[[], None] = lambda: None,
         current_event: Callable[[], Any] = lambda: None,
         writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
-        checkpoint_s: float = 1.0,
+        checkpoint_s: float = 5.0,
         checkpoint_max: int = 5000,
         cache_max: int = 100_000,
+        idle_s: float = 0.05,
     ) -> None:
         self.stations = stations
         self.alarms = alarms
@@ -96,8 +98,11 @@ class Ingest:
         self.dirty: dict[str, Any] = {}  # station -> the event of its last change (unsaved)
         self.outbox: list[tuple[bytes, bytes]] = []  # alarms decided, not yet handed to Kafka
         self.sent: list[tuple[Awaitable[Any], bytes, bytes]] = []  # handed over, ack awaited
+        self.idle_s = idle_s
         self.unsaved = 0  # messages handled since the checkpoint
         self.first_unsaved_at = 0.0
+        self.last_handled_at = 0.0
+        self.lock = asyncio.Lock()  # a checkpoint never interleaves with a message's handling
 
     def rules_for(self, station: str, now: datetime) -> RuleSet:
         """The rule profile of the warning level in force over the station."""
@@ -107,9 +112,11 @@ class Ingest:
         """Apply one message to its station's state in memory and send its alarms. A message that
         is itself invalid goes to its DLQ; a failure to send raises and the retry sends what is
         still pending (the state already holds the reading: a retry finds it a replay)."""
+        self.last_handled_at = asyncio.get_running_loop().time()
         if not self.unsaved:
-            self.first_unsaved_at = asyncio.get_running_loop().time()
+            self.first_unsaved_at = self.last_handled_at
         self.unsaved += 1
+        self.m.ingest_unsaved.set(self.unsaved)
         now = self.clock()
         if msg.topic == self.commands_topic:
             await self.on_command(msg, now)
@@ -205,15 +212,16 @@ class Ingest:
         self.cache[station] = state
         self.dirty[station] = self.current_event()
 
-    def due(self, queue_empty: bool, now: float) -> bool:
-        """Time for a checkpoint: messages were handled since the last one and nothing more is at
-        hand, or ``checkpoint_max`` of them, or the first one waited ``checkpoint_s`` (``now``: the
-        event loop's clock)."""
+    def due(self, now: float) -> bool:
+        """Time for a checkpoint while messages flow: ``checkpoint_max`` of them since the last
+        one, or the first of them waited ``checkpoint_s`` (``now``: the event loop's clock)."""
         return self.unsaved > 0 and (
-            queue_empty
-            or self.unsaved >= self.checkpoint_max
-            or now - self.first_unsaved_at >= self.checkpoint_s
+            self.unsaved >= self.checkpoint_max or now - self.first_unsaved_at >= self.checkpoint_s
         )
+
+    def idle(self, now: float) -> bool:
+        """Time for a checkpoint because the input ran dry: nothing arrived for ``idle_s``."""
+        return self.unsaved > 0 and now - self.last_handled_at >= self.idle_s
 
     async def checkpoint(self) -> int:
         """Wait until Kafka has every alarm sent since the last checkpoint, then write one row per
@@ -238,6 +246,7 @@ class Ingest:
             del self.dirty[station]
             written += 1
         self.unsaved = 0
+        self.m.ingest_unsaved.set(0)
         self.release()
         self.m.ingest_checkpoint.observe(written)
         self.trim()
@@ -258,6 +267,7 @@ class Ingest:
         self.outbox.clear()
         self.sent.clear()
         self.unsaved = 0
+        self.m.ingest_unsaved.set(0)
 
 
 class SilenceSweep:

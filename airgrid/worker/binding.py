@@ -236,12 +236,13 @@ def _stages(app: Any, w: Wiring) -> Bound:
 def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
     """Readings and station commands, a checkpoint at a time: each message's offset is deferred
     (no commit passes it) until the checkpoint after it is written; a rebalance drops the states
-    in memory (the partitions are read again from the committed offsets)."""
+    in memory (the partitions are read again from the committed offsets). The agent checkpoints
+    while messages flow, a timer when they stop; the stage's lock keeps both apart."""
     n, ingest = w.names, b.ingest
     topics = {n.readings, n.station_commands}
     channel = app.topic(n.readings, n.station_commands, partitions=w.settings.topic_partitions, **RAW)
 
-    async def checkpoint() -> None:
+    async def checkpoint() -> None:  # under ingest.lock
         try:
             await ingest.checkpoint()
         except Exception:  # the states stay unsaved, their readings uncommitted: the next one tries
@@ -251,20 +252,28 @@ def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
         app.consumer.saved(topics)
 
     async def run(stream: Any) -> None:
-        queue = getattr(getattr(stream, "channel", None), "queue", None)
         loop = asyncio.get_running_loop()
         generation = None
         async for event in stream.events():
-            if event.message.generation_id != generation:  # a rebalance since the last one
-                ingest.forget()
-                generation = event.message.generation_id
-            app.consumer.defer(event.message)
             msg = delivery(event)
-            await retrier.run("ingest", event, lambda: ingest.handle(msg))  # noqa: B023
-            if ingest.due(queue is None or queue.empty(), loop.time()):
+            async with ingest.lock:
+                if event.message.generation_id != generation:  # a rebalance since the last one
+                    ingest.forget()
+                    generation = event.message.generation_id
+                app.consumer.defer(event.message)
+                await retrier.run("ingest", event, lambda: ingest.handle(msg))  # noqa: B023
+                if ingest.due(loop.time()):
+                    await checkpoint()
+
+    async def when_idle() -> None:
+        if app.rebalancing or not ingest.idle(asyncio.get_running_loop().time()):
+            return
+        async with ingest.lock:
+            if ingest.idle(asyncio.get_running_loop().time()):
                 await checkpoint()
 
     app.agent(channel, name="airgrid.ingest", concurrency=1)(run)
+    app.timer(ingest.idle_s, name="airgrid.ingest_checkpoint")(when_idle)
 
 
 def _bind_owner(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:

@@ -150,20 +150,20 @@ async def test_a_detection_failure_drops_the_states_in_memory_and_stops(
     assert ingest.cache == {} and ingest.dirty == {} and ingest.unsaved == 0
 
 
-async def test_checkpoints_come_when_the_input_runs_dry_or_the_batch_is_full_or_old() -> None:
+async def test_checkpoints_come_when_the_batch_is_full_or_old_or_the_input_runs_dry() -> None:
     ingest = make_ingest()
-    ingest.checkpoint_max, ingest.checkpoint_s = 3, 1.0
-    assert not ingest.due(queue_empty=True, now=0.0)  # nothing handled
+    ingest.checkpoint_max, ingest.checkpoint_s, ingest.idle_s = 3, 1.0, 0.05
+    assert not ingest.due(now=0.0) and not ingest.idle(now=100.0)  # nothing handled
     await ingest.handle(on(READINGS, reading("ST001", 30, 20.0), key="ST001"))
     start = ingest.first_unsaved_at
-    assert ingest.due(queue_empty=True, now=start)
-    assert not ingest.due(queue_empty=False, now=start + 0.5)
-    assert ingest.due(queue_empty=False, now=start + 1.0)
+    assert not ingest.due(now=start + 0.5) and not ingest.idle(now=start + 0.01)  # flowing
+    assert ingest.idle(now=start + 0.06)  # nothing more arrived: the timer checkpoints
+    assert ingest.due(now=start + 1.0)  # the first unsaved one waited long enough
     for i in (1, 2):
         await ingest.handle(on(READINGS, reading("ST002", 30 - i, 20.0), key="ST002", offset=i))
-    assert ingest.due(queue_empty=False, now=start)  # three handled
+    assert ingest.due(now=start)  # three handled
     await ingest.checkpoint()
-    assert not ingest.due(queue_empty=True, now=start + 5)
+    assert not ingest.due(now=start + 5) and not ingest.idle(now=start + 5)
 
 
 async def test_the_cache_keeps_changed_states_and_drops_the_oldest_clean_ones() -> None:
@@ -281,6 +281,7 @@ def test_the_binding_connects_every_stage_once(tmp_path: Path) -> None:
     assert all(a.concurrency == 1 for a in app.agents.values())
     tasks = [getattr(t, "__qualname__", "") for t in app._app_tasks]  # timers are tasks too
     timers = ["sweeper_pass", "silence_pass", "_bind_timers.<locals>.guard_tables"]
+    timers.append("_bind_ingest.<locals>.when_idle")  # the idle checkpoint
     readers = ["_bind_tasks.<locals>.follow_warnings", "SinkRunner.run"]
     assert sorted(tasks) == sorted(timers + readers)
     assert bound.wiring.names.station_commands == "x.station-commands"
