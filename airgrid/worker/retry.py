@@ -47,7 +47,7 @@ class Retrier:
         self.max_backoff_s = max_backoff_s
 
     def hold(self, event: Any) -> None:
-        """Leave ``event``'s message uncommitted, to be read again (``FlushingConsumer.hold``)."""
+        """Leave ``event``'s message uncommitted, to be read again (``CommitBarrier.hold``)."""
         self.app.consumer.hold(event.message)
 
     def interrupted(self) -> bool:
