@@ -56,9 +56,9 @@ class StationState:
     source: list[int] | None = None
     # Derived, never stored: sliding-window sums, (window hours, pollutant) -> [hour, sum, count],
     # for the windows the rules ask for, kept up to date hour by hour so a closed hour costs
-    # O(1) per window, not O(window), while the state object lives (the backtest, the benchmark).
-    # The ingest agent rebuilds the state from its table row for every reading, so there each
-    # closed hour sums its windows afresh (3 windows of 8-24 hours: a few microseconds).
+    # O(1) per window, not O(window), while the state object lives (the backtest, the benchmark,
+    # ingest's cache of parsed states). A state read back from its table row sums its windows
+    # afresh at its next closed hour (3 windows of 8-24 hours: a few microseconds).
     windows: dict[tuple[int, str], list[Any]] = field(default_factory=dict, compare=False, repr=False)
 
     def replays(self, partition: int, offset: int) -> bool:
