@@ -30,7 +30,7 @@ class AlarmEvent(Message):
         None,
         description="why an `updated` was sent: severity (the rule's severity changed), category (the "
         "AQI category changed), period (another averaging period, e.g. the next calendar day), worse "
-        "(a new worst value, the rules' updates.worse_step above the worst value sent before), "
+        "(a new worst value, above the rules' updates.worse_factor x the worst value sent before), "
         "heartbeat (nothing material for updates.heartbeat_hours of event time); null for opened "
         "and cleared",
     )

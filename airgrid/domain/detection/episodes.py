@@ -6,9 +6,9 @@ threshold the calm count restarts).
 (``change``): ``severity`` (the rule's severity changed, e.g. under a warning profile),
 ``category`` (the AQI category of the evaluated window changed), ``period`` (another averaging
 period: the next calendar day of a day rule, or a profile that changed the rule's period),
-``worse`` (a new worst value, ``RuleSet.worse_step`` above the worst value sent); otherwise at most
-one ``heartbeat`` per ``RuleSet.heartbeat_s`` of event time while the episode lasts. Every event
-carries the latest values. A revised past hour (a late reading) may only send ``worse``.
+``worse`` (a new worst value, above ``RuleSet.worse_factor`` x the worst value sent); otherwise at
+most one ``heartbeat`` per ``RuleSet.heartbeat_s`` of event time while the episode lasts. Every
+event carries the latest values. A revised past hour (a late reading) may only send ``worse``.
 """
 
 from __future__ import annotations
