@@ -16,6 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from airgrid.domain.detection.warnings import WarningBoard
+from airgrid.models.codecs import first_line
 from airgrid.models.warnings import PollutionWarning
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class WarningsFollower:
         try:
             warning = PollutionWarning.model_validate(orjson.loads(raw or b""))
         except (orjson.JSONDecodeError, ValidationError) as exc:
-            log.warning("ignored a malformed warning: %s", str(exc).splitlines()[0])
+            log.warning("ignored a malformed warning: %s", first_line(exc))
             return None
         if self.board.apply(warning):
             log.info("warning level %s in force for %s", warning.level, warning.city)
