@@ -239,8 +239,7 @@ class TaskOwner:
         await self.send_pending(cmd.task_id)
 
     async def on_alarm(self, alarm: AlarmEvent, now: datetime) -> None:
-        if alarm.route != "grid" or alarm.kind != "opened":
-            return
+        """An opened grid alarm (``parse`` skips the rest): dispatch a task, or join the open one."""
         open_id = self.station_open.get(alarm.station_id)
         if open_id:
             await self.send_pending(open_id)
@@ -266,7 +265,7 @@ class TaskOwner:
         # the warning in force over the station, else the one its alarm's rules ran under
         warning: str = self.warnings.level(alarm.station_id, now)
         if warning == "none":
-            warning = str(getattr(alarm, "warning_level", "none") or "none")
+            warning = alarm.warning_level or "none"
         policy = self.policies.choose(alarm.severity, lineage.key_grid, warning)
         radius = self.co_notify_radius_km
         near = self.directory.neighbours(alarm.station_id, radius) if radius > 0 else ()
