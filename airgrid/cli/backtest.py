@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import cast
+from typing import cast, get_args
 
 import click
 
 from airgrid.cli.base import OpsError, command
 from airgrid.config.settings import DATA_DIR
 from airgrid.domain.aqi import Standard
+from airgrid.models.warnings import WarningLevel
 
 
 @command(
@@ -35,7 +36,7 @@ from airgrid.domain.aqi import Standard
 )
 @click.option(
     "--warning-level",
-    type=click.Choice(["none", "blue", "yellow", "orange", "red"]),
+    type=click.Choice(get_args(WarningLevel)),
     default="none",
     show_default=True,
 )
@@ -68,7 +69,7 @@ def backtest(
     from airgrid.domain.backtest import BacktestError, read_rows, render, run
     from airgrid.domain.detection.compiled import AqiChoice, compile_rules
     from airgrid.domain.detection.hour import HOUR, standard_of
-    from airgrid.domain.rules import RulesError, WarningLevel, load_rules
+    from airgrid.domain.rules import RulesError, load_rules
 
     try:
         cat = load_rules(rules)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import click
 from pydantic import ValidationError
@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from airgrid.cli.base import BAD_INPUT, UNREACHABLE, OpsError, group
 from airgrid.cli.common import describe, run_async
 from airgrid.config.settings import Settings
-from airgrid.models.feedback import Feedback
+from airgrid.models.feedback import Feedback, FeedbackAction
 
-ACTIONS = ("acknowledge", "on_site", "submit", "approve", "reject", "close")
+ACTIONS: tuple[str, ...] = get_args(FeedbackAction)
 
 
 @group("feedback")

@@ -35,7 +35,7 @@ def report(kind: str, period: str, grid: str | None, fmt: str, out: Path | None)
     level-1 grid (bulletin), and the yearly grid assessment score. KIND is one of weekly, monthly,
     quarterly, assessment."""
     from airgrid.domain.directory import Directory, DirectoryError
-    from airgrid.reports.build import GridError, build, grids_in_scope
+    from airgrid.reports.build import LEVEL, GridError, build, grids_in_scope
     from airgrid.reports.render import render
 
     s = settings()
@@ -48,7 +48,7 @@ def report(kind: str, period: str, grid: str | None, fmt: str, out: Path | None)
     except DirectoryError as exc:
         raise OpsError(str(exc), BAD_INPUT) from None
     try:
-        grids_in_scope(directory, {"weekly": 3, "monthly": 2, "quarterly": 1, "assessment": 3}[kind], grid)
+        grids_in_scope(directory, LEVEL[kind], grid)
     except GridError as exc:
         raise OpsError(f"{exc} ({s.grid_file})", BAD_INPUT) from None
     engine = projection_engine(s)

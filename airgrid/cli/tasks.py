@@ -7,15 +7,16 @@ import io
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from airgrid.cli.base import UNREACHABLE, OpsError, group
 from airgrid.cli.common import parse_time, projection_engine, settings
 from airgrid.config.settings import Settings
+from airgrid.models.tasks import TaskState
 
-STATES = ("dispatched", "acknowledged", "on_site", "feedback_submitted", "closed")
+STATES: tuple[str, ...] = get_args(TaskState)
 # not states of the machine, but what an operator asks for (docs/tasks.md)
 VIEWS = ("escalated", "overdue")
 LIST_COLUMNS = ("task_id", "state", "level", "grid_id", "grid_l3", "station_id", "severity", "version")
