@@ -67,11 +67,11 @@ def grids_in_scope(directory: Directory, level: int, grid: str | None) -> list[s
     return sorted(frontier)
 
 
-def load_facts(engine: Engine, period: Period) -> list[compute.TaskFacts]:
+def load_events(engine: Engine, period: Period) -> list[dict[str, Any]]:
     """Every task event before the period's end (repeats look back 30 days before its start)."""
     q = select(task_events).where(task_events.c.at < period.end)
     with engine.connect() as conn:
-        return compute.fold(dict(r._mapping) for r in conn.execute(q))
+        return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def build(
@@ -86,7 +86,8 @@ def build(
     runs (None: at the period's end)."""
     level = LEVEL[kind]
     scope = grids_in_scope(directory, level, grid)
-    facts = load_facts(engine, period)
+    events = load_events(engine, period)
+    facts = compute.fold(events)
     if scope is None:
         key = {3: "l3", 2: "l2", 1: "l1"}[level]
         active = {
@@ -98,7 +99,8 @@ def build(
         scope = sorted(active)
     rows = compute.figures(kind, facts, period, scope)
     previous = period.previous()
-    before = load_facts(engine, previous)  # as that period's report showed them
+    # as that period's report showed them: the same events, up to its end (read once)
+    before = compute.fold(e for e in events if e["at"] < previous.end)
     compute.add_changes(kind, rows, compute.figures(kind, before, previous, scope))
     for r in rows:
         g = directory.grids.get(r["grid"])
