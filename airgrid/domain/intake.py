@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from airgrid.models.feedback import Feedback
 from airgrid.models.readings import Reading
+
+if TYPE_CHECKING:
+    from airgrid.config.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,6 +34,16 @@ class Limits:
     max_bytes: int
     max_future: timedelta
     max_age: timedelta
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits the settings give: the worker's, and the gateway's (it refuses what the
+        worker would)."""
+        return cls(
+            max_bytes=settings.max_message_bytes,
+            max_future=timedelta(seconds=settings.max_future_skew_seconds),
+            max_age=timedelta(days=settings.max_reading_age_days),
+        )
 
 
 def _describe(exc: ValidationError) -> str:

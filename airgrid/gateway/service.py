@@ -12,7 +12,7 @@ import gc
 import logging
 import resource
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airgrid.config.settings import Settings, SettingsError
 from airgrid.domain.directory import Directory
@@ -46,15 +46,6 @@ def raise_fd_limit(connections: int) -> int:
             want,
         )
     return soft
-
-
-def limits_of(settings: Settings) -> Limits:
-    """The worker's limits on a reading's time, so the gateway refuses what the worker would."""
-    return Limits(
-        max_bytes=settings.max_message_bytes,
-        max_future=timedelta(seconds=settings.max_future_skew_seconds),
-        max_age=timedelta(days=settings.max_reading_age_days),
-    )
 
 
 def now_utc() -> datetime:
@@ -93,7 +84,7 @@ async def run_gateway(settings: Settings, gs: GatewaySettings, stop: asyncio.Eve
         gs=gs,
         directory=directory,
         profiles=profiles,
-        limits=limits_of(settings),
+        limits=Limits.of(settings),
         publisher=publisher,
         metrics=metrics,
         readings_topic=names.readings,

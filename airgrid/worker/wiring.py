@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airgrid.config.settings import Settings
 from airgrid.domain.detection.compiled import RuleBook
@@ -90,11 +90,7 @@ class Wiring:
             policies=load_policy_book(settings.policy_file),
             board=board,
             warnings=StationWarnings(board, directory, clock),
-            limits=Limits(
-                max_bytes=settings.max_message_bytes,
-                max_future=timedelta(seconds=settings.max_future_skew_seconds),
-                max_age=timedelta(days=settings.max_reading_age_days),
-            ),
+            limits=Limits.of(settings),
             metrics=metrics,
             clock=clock,
             topics=topics,
