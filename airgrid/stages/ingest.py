@@ -100,6 +100,7 @@ class Ingest:
         self.sent: list[tuple[Awaitable[Any], bytes, bytes]] = []  # handed over, ack awaited
         self.idle_s = idle_s
         self.unsaved = 0  # messages handled since the checkpoint
+        metrics.ingest_unsaved.set_function(lambda: self.unsaved)  # read at a scrape, not per message
         self.first_unsaved_at = 0.0
         self.last_handled_at = 0.0
         self.lock = asyncio.Lock()  # a checkpoint never interleaves with a message's handling
@@ -116,7 +117,6 @@ class Ingest:
         if not self.unsaved:
             self.first_unsaved_at = self.last_handled_at
         self.unsaved += 1
-        self.m.ingest_unsaved.set(self.unsaved)
         now = self.clock()
         if msg.topic == self.commands_topic:
             await self.on_command(msg, now)
@@ -246,7 +246,6 @@ class Ingest:
             del self.dirty[station]
             written += 1
         self.unsaved = 0
-        self.m.ingest_unsaved.set(0)
         self.release()
         self.m.ingest_checkpoint.observe(written)
         self.trim()
@@ -267,7 +266,6 @@ class Ingest:
         self.outbox.clear()
         self.sent.clear()
         self.unsaved = 0
-        self.m.ingest_unsaved.set(0)
 
 
 class SilenceSweep:
