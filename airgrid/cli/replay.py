@@ -69,7 +69,7 @@ async def _replay(
 ) -> tuple[int, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from airgrid.kafka.client import kafka_client_options
+    from airgrid.kafka.client import kafka_client_options, partitions_of
     from airgrid.kafka.topics import TopicNames
     from airgrid.metrics import Metrics
     from airgrid.sinks.base import SinkRunner
@@ -87,12 +87,10 @@ async def _replay(
         ) from None
     read = new = 0
     try:
-        # an unsubscribed consumer's cluster view is empty: ask the broker for the topic's partitions
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = cluster.partitions_for_topic(name)
+        parts = (await partitions_of(consumer, [name]))[name]
         if not parts:
             raise OpsError(f"topic {name} does not exist on {s.broker}")
-        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        tps = [TopicPartition(name, p) for p in parts]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         if since is not None:

@@ -1,6 +1,10 @@
-"""Keyword arguments of every aiokafka client airgrid makes, from the settings."""
+"""Keyword arguments of every aiokafka client airgrid makes, from the settings; a topic's
+partitions as the brokers know them."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from airgrid.config.settings import Settings
 
@@ -24,3 +28,11 @@ def kafka_client_options(settings: Settings) -> dict[str, object]:
             cafile=str(settings.broker_cafile) if settings.broker_cafile else None
         )
     return opts
+
+
+async def partitions_of(consumer: Any, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Each topic's partitions (none for a missing topic), asked of the brokers: the view of a
+    consumer that is not assigned them is empty, and aiokafka has no public call that asks
+    (its client's ``fetch_all_metadata``)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return {topic: sorted(cluster.partitions_for_topic(topic) or ()) for topic in topics}

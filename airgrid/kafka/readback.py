@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from airgrid.config.settings import Settings
-from airgrid.kafka.client import kafka_client_options
+from airgrid.kafka.client import kafka_client_options, partitions_of
 
 log = logging.getLogger(__name__)
 TAIL = 500  # records read back from the end of the partition
@@ -30,8 +30,7 @@ async def published_ids(settings: Settings, topic: str, key: bytes, budget_s: fl
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_client_options(settings))  # type: ignore[arg-type]
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()  # no public call returns it
-        partitions = sorted(cluster.partitions_for_topic(topic) or ())
+        partitions = (await partitions_of(consumer, [topic]))[topic]
         if not partitions:
             raise LookupError(f"topic {topic} has no partitions")
         partition = DefaultPartitioner()(key, partitions, partitions)

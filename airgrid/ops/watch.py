@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from airgrid.config.settings import Settings
-from airgrid.kafka.client import kafka_client_options
+from airgrid.kafka.client import kafka_client_options, partitions_of
 from airgrid.kafka.topics import TopicNames
 
 COLOURS = {
@@ -145,8 +145,8 @@ async def _until_end(
     marker takes an offset that is never delivered)."""
     from aiokafka import TopicPartition
 
-    cluster = await consumer._client.fetch_all_metadata()  # an unassigned consumer knows no topic
-    tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+    found = await partitions_of(consumer, topics)
+    tps = [TopicPartition(t, p) for t, parts in found.items() for p in parts]
     if not tps:
         return
     consumer.assign(tps)
