@@ -2,8 +2,11 @@
 
 ``PatchedApp`` is the Faust app with the app-level patches; ``install(app)`` checks that the
 installed faust-streaming and aiokafka are the versions the patches were written for, and puts the
-transport patches in place. Nothing else in airgrid touches Faust's or aiokafka's private names
-(the table guard reaches the consumer's client, and says so).
+transport patches in place. Outside this package only reads touch private names: the worker's
+views and the table guard read Faust's ``app._consumer`` (``app.consumer`` would create one), and
+the metadata reads of airgrid/kafka/ (``partitions_of``, ``ensure_topics``) an aiokafka client's
+``_client``, for calls aiokafka has no public form of. The table guard, which also reaches the
+consumer's client, lives here for that reason.
 """
 
 from __future__ import annotations
