@@ -14,7 +14,16 @@ from airgrid.cli.base import UNREACHABLE, OpsError, command
 from airgrid.cli.common import describe, first_line, parse_time, projection_engine, run_async
 from airgrid.config.settings import Settings
 
-TOPICS = ("task-events", "alarms", "feedback", "feedback.rejected", "readings.dlq")
+# what the projection sink reads (sinks.sql.sink.ProjectionSink.topics)
+TOPICS = (
+    "task-events",
+    "alarms",
+    "feedback",
+    "feedback.rejected",
+    "readings.dlq",
+    "alarms.dlq",
+    "commands.dlq",
+)
 
 
 @command("replay")

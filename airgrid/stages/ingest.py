@@ -103,6 +103,7 @@ class Ingest:
         metrics.ingest_unsaved.set_function(lambda: self.unsaved)  # read at a scrape, not per message
         self.first_unsaved_at = 0.0
         self.last_handled_at = 0.0
+        self.generation: Any = None  # the consumer generation the states in memory belong to
         self.lock = asyncio.Lock()  # a checkpoint never interleaves with a message's handling
 
     def rules_for(self, station: str, now: datetime) -> RuleSet:
@@ -251,6 +252,24 @@ class Ingest:
         self.trim()
         return written
 
+    def adopt(self, generation: Any) -> bool:
+        """The states in memory are of consumer generation ``generation``; if they were of another
+        one (a rebalance since), they are dropped first. True when they were dropped."""
+        if generation == self.generation:
+            return False
+        self.forget()
+        self.generation = generation
+        return True
+
+    def current(self, generation: Any) -> bool:
+        """The states in memory belong to ``generation`` (the consumer's current one): only then
+        may a checkpoint write them. Otherwise they are dropped: their partitions were revoked,
+        and a row written now could overwrite the state another worker owns."""
+        if generation == self.generation:
+            return True
+        self.forget()
+        return False
+
     def trim(self) -> None:
         """Keep at most ``cache_max`` states (clean ones go, oldest first)."""
         excess = len(self.cache) - self.cache_max
@@ -264,8 +283,17 @@ class Ingest:
         self.cache.clear()
         self.dirty.clear()
         self.outbox.clear()
+        for ack, _, _ in self.sent:  # nobody awaits them now: a refusal is not an unread error
+            if isinstance(ack, asyncio.Future):
+                ack.add_done_callback(_retrieved)
         self.sent.clear()
         self.unsaved = 0
+        self.generation = None
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class SilenceSweep:

@@ -5,8 +5,11 @@ which connects each stage to its stream, timer or task."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -292,3 +295,58 @@ def test_the_binding_connects_every_stage_once(tmp_path: Path) -> None:
     assert bound.projection is not None and bound.projection.sink.name == "projection"
     with pytest.raises(AttributeError, match="cannot assign"):
         bound.wiring.clock = lambda: T0  # type: ignore[misc]
+
+
+async def test_after_a_rebalance_the_idle_checkpoint_drops_the_old_states_instead_of_writing_them(
+    tmp_path: Path,
+) -> None:
+    """The states in memory belong to the generation whose messages made them. Once the partitions
+    moved, writing them could overwrite a station row another worker now owns: the idle timer
+    drops them (their readings are read again from the committed offsets), and writes only the
+    states of the current generation."""
+    settings = load_settings(store="memory", data_dir=tmp_path, topic_prefix="x.")
+    app = create_app(settings)
+    ingest = app.airgrid.ingest
+    ingest.stations, ingest.alarms = {}, FakeTopic()
+    ingest.writing_as = lambda event: nullcontext()
+    (when_idle,) = [
+        inspect.unwrap(t)  # the function, not Faust's loop around it
+        for t in app._app_tasks
+        if getattr(t, "__qualname__", "") == "_bind_ingest.<locals>.when_idle"
+    ]
+    saved: list[set[str]] = []
+    app._consumer = SimpleNamespace(saved=saved.append)  # the commit barrier's side
+
+    async def read(generation: int, pm25: float) -> None:
+        app.consumer_generation_id = generation
+        ingest.adopt(generation)  # as the agent does for each message
+        for msg in hour_of("ST001", pm25, 0, range(115, 55, -10)):
+            await ingest.handle(msg)
+        ingest.last_handled_at -= 1.0  # and then nothing came
+
+    await read(1, 20.0)
+    app.consumer_generation_id = 2  # a rebalance completed; no message of generation 2 yet
+    await when_idle()
+    assert ingest.stations == {} and not ingest.cache and not ingest.unsaved and not saved
+    await read(2, 20.0)
+    await when_idle()
+    assert list(ingest.stations) == ["ST001"] and saved == [{"x.readings", "x.station-commands"}]
+
+
+async def test_a_rebalance_drops_the_states_and_leaves_no_unread_refusal() -> None:
+    ingest = make_ingest()
+    alarms = fake(ingest.alarms)
+    alarms.hold = True
+    ingest.adopt(1)
+    for msg in [
+        *hour_of("ST001", 20.0, 0, range(115, 55, -10)),
+        *hour_of("ST001", 150.0, 10, range(55, -5, -10)),
+    ]:
+        await ingest.handle(msg)
+    pending = list(alarms.pending)
+    assert pending and not ingest.adopt(1) and ingest.cache
+    assert ingest.adopt(2)  # the next message is of generation 2: everything unsaved goes
+    assert not ingest.cache and not ingest.dirty and not ingest.sent and not ingest.unsaved
+    pending[0].set_exception(ConnectionError("refused"))  # nobody awaits it: no warning at GC
+    await asyncio.sleep(0)
+    assert pending[0]._log_traceback is False  # type: ignore[attr-defined]
