@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+RETRY_S = 1.0  # after a failed checkpoint
+
+
 class StateLost(RuntimeError):
     """Detection failed half-way through a station's state: the in-memory state (with readings not
     yet checkpointed) cannot be trusted, and only a restart from the last checkpoint restores it.
@@ -104,6 +107,7 @@ class Ingest:
         self.first_unsaved_at = 0.0
         self.last_handled_at = 0.0
         self.generation: Any = None  # the consumer generation the states in memory belong to
+        self.retry_at = 0.0  # after a failed checkpoint, the next waits until then
         self.lock = asyncio.Lock()  # a checkpoint never interleaves with a message's handling
 
     def rules_for(self, station: str, now: datetime) -> RuleSet:
@@ -216,13 +220,19 @@ class Ingest:
     def due(self, now: float) -> bool:
         """Time for a checkpoint while messages flow: ``checkpoint_max`` of them since the last
         one, or the first of them waited ``checkpoint_s`` (``now``: the event loop's clock)."""
-        return self.unsaved > 0 and (
-            self.unsaved >= self.checkpoint_max or now - self.first_unsaved_at >= self.checkpoint_s
+        return (
+            self.unsaved > 0
+            and now >= self.retry_at
+            and (self.unsaved >= self.checkpoint_max or now - self.first_unsaved_at >= self.checkpoint_s)
         )
 
     def idle(self, now: float) -> bool:
         """Time for a checkpoint because the input ran dry: nothing arrived for ``idle_s``."""
-        return self.unsaved > 0 and now - self.last_handled_at >= self.idle_s
+        return self.unsaved > 0 and now >= self.retry_at and now - self.last_handled_at >= self.idle_s
+
+    def failed(self, now: float) -> None:
+        """A checkpoint failed at ``now``: the next is tried ``RETRY_S`` later, not at each message."""
+        self.retry_at = now + RETRY_S
 
     async def checkpoint(self) -> int:
         """Wait until Kafka has every alarm sent since the last checkpoint, then write one row per

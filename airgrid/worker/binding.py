@@ -246,6 +246,7 @@ def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
         try:
             await ingest.checkpoint()
         except Exception:  # the states stay unsaved, their readings uncommitted: the next one tries
+            ingest.failed(asyncio.get_running_loop().time())
             w.metrics.internal_errors.labels("ingest").inc()
             log.exception("ingest: a checkpoint failed; the next one writes what it did not")
             return

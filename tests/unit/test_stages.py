@@ -165,6 +165,9 @@ async def test_checkpoints_come_when_the_batch_is_full_or_old_or_the_input_runs_
     for i in (1, 2):
         await ingest.handle(on(READINGS, reading("ST002", 30 - i, 20.0), key="ST002", offset=i))
     assert ingest.due(now=start)  # three handled
+    ingest.failed(now=start)  # the checkpoint failed: not tried again at every message
+    assert not ingest.due(now=start + 0.5) and not ingest.idle(now=start + 0.5)
+    assert ingest.due(now=start + 1.0) and ingest.idle(now=start + 1.0)
     await ingest.checkpoint()
     assert not ingest.due(now=start + 5) and not ingest.idle(now=start + 5)
 
