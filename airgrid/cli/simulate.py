@@ -61,7 +61,14 @@ def sim_config(
     help="load test: publish N readings as fast as possible (past event time), print the rate",
 )
 @click.option("--hj212", metavar="HOST:PORT", help="speak HJ 212-2017 to an `airgrid gateway` instead")
-def simulate(workers: bool, blast: int | None, hj212: str | None, **sim: Any) -> int:
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0.5),
+    default=30.0,
+    show_default=True,
+    help="with --hj212: how long to wait for the gateway to accept a connection",
+)
+def simulate(workers: bool, blast: int | None, hj212: str | None, connect_timeout: float, **sim: Any) -> int:
     """Publish simulated station readings to the readings topic (10 minutes of event time per
     tick from 36 hours ago, then in real time), with recurring pollution episodes."""
     cfg = sim_config(**sim)
@@ -72,14 +79,25 @@ def simulate(workers: bool, blast: int | None, hj212: str | None, **sim: Any) ->
         from airgrid.sim.runner import GridWorkers, run_stations, run_workers
 
         directory = Directory.load(s.grid_file)
-        await reach(s)
+        if not hj212:  # the stations talk to Kafka (with --hj212 only the gateway does)
+            await reach(s)
         if hj212:  # stations as data acquisition units: TCP to the gateway (airgrid/sim/hj212.py)
-            from airgrid.sim.hj212 import Hj212Target, run_hj212_stations
+            from airgrid.cli.base import UNREACHABLE
+            from airgrid.sim.hj212 import Hj212Target, run_hj212_stations, wait_for_gateway
 
             host, _, port = hj212.rpartition(":")
             if not port.isdigit():
                 raise OpsError(f"--hj212: {hj212!r} is not HOST:PORT")
-            await run_hj212_stations(s, directory, cfg, Hj212Target(host or "127.0.0.1", int(port)))
+            target = Hj212Target(host or "127.0.0.1", int(port))
+            try:
+                await wait_for_gateway(target.host, target.port, connect_timeout)
+            except ConnectionError as exc:
+                raise OpsError(str(exc), UNREACHABLE) from None
+            stats = await run_hj212_stations(s, directory, cfg, target)
+            print(
+                f"sent {stats.readings} reading(s) to the gateway at {target.host}:{target.port}, "
+                f"each acknowledged (CN 9014), and {stats.malformed} malformed frame(s)"
+            )
             return 0
         if blast:
             from datetime import UTC, datetime, timedelta

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -73,6 +74,28 @@ def data_frame(
 def qn_of(at: datetime, seq: int) -> str:
     """A request number, yyyyMMddHHmmssSSS: unique per station and frame."""
     return f"{at.astimezone(UTC):%Y%m%d%H%M%S}{seq % 1000:03d}"
+
+
+async def wait_for_gateway(host: str, port: int, timeout_s: float) -> None:
+    """Return once the gateway accepts a connection; ConnectionError after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except (OSError, TimeoutError) as exc:
+            if loop.time() >= deadline:
+                errno = exc.errno if isinstance(exc, OSError) else None
+                reason = os.strerror(errno) if errno else "timed out"
+                raise ConnectionError(
+                    f"no gateway at {host}:{port} after {timeout_s:g} s ({reason})"
+                ) from None
+            await asyncio.sleep(0.5)
+            continue
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        return
 
 
 class StationLink:

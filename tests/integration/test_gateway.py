@@ -20,7 +20,7 @@ from airgrid.gateway.frame import encode_frame
 from airgrid.kafka.local import LocalKafka, free_port
 from airgrid.models.readings import Reading
 from airgrid.sim.hj212 import StationLink, data_frame, data_segment, qn_of
-from tests.helpers import Collector, Worker, read_topics, worker_env
+from tests.helpers import Collector, Worker, airgrid_cli, read_topics, worker_env
 from tests.integration.gateway_support import GatewayProcess, Station, gateway_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -107,6 +107,12 @@ async def test_answers_follow_readings_on_kafka_and_the_worker_alarms(
             assert {letter["mn"] for letter in letters} == {mn, "99999999UNKNOWN"}
         assert gateway.metric("airgrid_gateway_frames_total", cn="2051", outcome="published") == 7
         assert gateway.metric("airgrid_gateway_refused_total") == 2
+        # the simulator's stations, as a user runs them against this gateway: each frame answered
+        args = ["simulate", "--hj212", f"127.0.0.1:{gateway.port}", "--stations", "3", "--ticks", "2"]
+        run = await asyncio.to_thread(airgrid_cli, gateway_env(env), *args, "--tick", "0.1")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.startswith(f"sent 6 reading(s) to the gateway at 127.0.0.1:{gateway.port}")
+        assert gateway.metric("airgrid_gateway_frames_total", cn="2051", outcome="published") == 13
     finally:
         await station.close()
         assert gateway.stop() == 0, gateway.tail()

@@ -201,6 +201,20 @@ def test_a_kafka_that_does_not_answer_says_so_and_times_out(
     assert 3 <= took < 15, took
 
 
+def test_simulated_stations_without_a_gateway_say_so_and_give_up(tmp_path: Path) -> None:
+    """A trial run: `simulate --hj212` with nothing listening waited silently forever."""
+    port = free_port()
+    env = {"AIRGRID_DATA_DIR": str(tmp_path), "AIRGRID_BROKER": "kafka://127.0.0.1:1"}  # not needed
+    began = time.monotonic()
+    done = airgrid(
+        "simulate", "--hj212", f"127.0.0.1:{port}", "--ticks", "1", "--connect-timeout", "1", env=env
+    )
+    assert done.returncode == 1 and time.monotonic() - began < 30
+    assert done.stderr.splitlines() == [
+        f"airgrid: no gateway at 127.0.0.1:{port} after 1 s (Connection refused)"
+    ], done.stderr
+
+
 def test_a_closed_stdout_ends_quietly() -> None:
     """Issue 15: `airgrid aqi ... --json | head` ended in a BrokenPipeError traceback."""
     proc = subprocess.Popen(
