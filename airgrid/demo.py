@@ -23,7 +23,7 @@ from airgrid.ops.watch import watch
 from airgrid.sim.hj212 import Hj212Target, run_hj212_stations
 from airgrid.sim.runner import GridWorkers, SimConfig, SimStats, run_workers
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _say(text: str) -> None:
@@ -34,10 +34,11 @@ def _say(text: str) -> None:
 
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[list[int]]:
-    """SIGTERM and SIGHUP cancel the demo's task, as Ctrl-C does, so that its ``finally`` stops
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP cancel the demo's task, so that its ``finally`` stops
     the worker and the broker (both run in their own sessions: no signal reaches them but ours).
-    Python's default for either signal ends the process at once and leaves both running. Only the
-    first signal cancels: a second one must not interrupt the stopping. Yields the signals seen."""
+    Python's default for SIGTERM or SIGHUP ends the process at once and leaves both running, and
+    a demo started in the background by a script inherits SIGINT ignored. Only the first signal
+    cancels: a second one must not interrupt the stopping. Yields the signals seen."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     seen: list[int] = []

@@ -1,5 +1,6 @@
-"""``airgrid demo`` stopped by ``kill <pid>`` (SIGTERM) or a closed terminal (SIGHUP) stops the
-Kafka broker and the worker it started, as Ctrl-C does (issue 15, section 5). Real processes: the
+"""``airgrid demo`` stopped by Ctrl-C (SIGINT), ``kill <pid>`` (SIGTERM) or a closed terminal
+(SIGHUP) stops the Kafka broker and the worker it started (issue 15, section 5); SIGINT also when
+the demo was started in the background with SIGINT ignored, as a script's job inherits it. Real processes: the
 demo starts its own broker and worker on free ports; the test signals the demo's pid only."""
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def _two_free_ports() -> int:
     raise AssertionError("no two consecutive free ports")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` in a non-interactive shell
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_a_signal_to_the_demo_stops_its_broker_worker_and_gateway(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
@@ -69,6 +76,7 @@ def test_a_signal_to_the_demo_stops_its_broker_worker_and_gateway(
         stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # as a terminal's job: its own group, signalled by pid below
+        preexec_fn=_ignore_sigint if sig == signal.SIGINT else None,
     )
     pid_file = tmp_path / "demo" / "kafka" / PID_FILE
     started: list[int] = []
