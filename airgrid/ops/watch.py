@@ -118,7 +118,7 @@ async def watch(
         messages = _until_end(consumer, topics, from_beginning) if to_end else _follow(consumer)
         async with contextlib.aclosing(messages):
             async for msg in messages:
-                stamp = datetime.now(settings.zone).strftime("%H:%M:%S")
+                stamp = _written_at(msg, settings.zone)
                 try:
                     text = fmt.line(msg.topic, orjson.loads(msg.value))
                 except Exception as exc:  # a foreign message: show it, do not die
@@ -130,6 +130,13 @@ async def watch(
     finally:
         await consumer.stop()
     return printed
+
+
+def _written_at(msg: Any, zone: ZoneInfo) -> str:
+    """When Kafka got the message (its record timestamp), not when it is printed: a replayed
+    history shows its own times. HH:MM:SS today, MM-DD HH:MM:SS before."""
+    at = datetime.fromtimestamp(msg.timestamp / 1000, zone) if msg.timestamp else datetime.now(zone)
+    return at.strftime("%H:%M:%S" if at.date() == datetime.now(zone).date() else "%m-%d %H:%M:%S")
 
 
 async def _follow(consumer: Any) -> AsyncGenerator[Any, None]:

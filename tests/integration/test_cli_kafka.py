@@ -4,10 +4,13 @@ watch had no way to stop at the end of the topics, like ``kcat -e``) and ``kafka
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from airgrid.kafka.local import free_port
 from tests.helpers import airgrid_cli as airgrid
@@ -61,6 +64,21 @@ async def test_watch_to_end_prints_what_the_topics_hold_and_exits(
     assert any("ST001  pm25_1h_exceedance: pm25 111.4 (limit 75.0)" in line for line in lines)
     assert any("TASK  dispatched T-ST001-202611270500 v1 grid L3-010102" in line for line in lines)
     assert time.monotonic() - began < 60
+    # each line starts with when Kafka got the message, not when it is printed (a trial read 84
+    # replayed lines all stamped with the same second)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        written = datetime(2026, 11, 27, 5, 10, 7, tzinfo=UTC)
+        ack = await producer.send(
+            f"{prefix}alarms", orjson.dumps(ALARM), key=b"ST002", timestamp_ms=int(written.timestamp() * 1000)
+        )
+        await ack
+    finally:
+        await producer.stop()
+    history = airgrid(env, "watch", "--from-beginning", "-e")
+    shanghai = written.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{shanghai:%m-%d %H:%M:%S} ALARM" in history.stdout, history.stdout
     latest = airgrid(env, "watch", "--to-end")  # from the end: nothing to show, done at once
     assert (latest.returncode, latest.stdout) == (0, "")
     limited = airgrid(env, "watch", "--from-beginning", "--to-end", "--limit", "1")
