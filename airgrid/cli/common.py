@@ -35,6 +35,8 @@ def setup_logging(s: Settings) -> None:
 
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     quiet_kafka_logs()
+    if s.log_level != "DEBUG":  # Alembic's "Running upgrade ..." steps: the command says the result
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def run_async(main: Callable[[Settings], Coroutine[Any, Any, int | None]]) -> int:

@@ -1,0 +1,85 @@
+"""``airgrid kafka run|fetch|check|stop``: the local development broker (airgrid.kafka.local)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from airgrid.cli.base import UNREACHABLE, OpsError, group
+
+
+@group("kafka")
+def kafka() -> None:
+    """A real Apache Kafka broker (KRaft, single node) on 127.0.0.1 without Docker: its jars come
+    from Maven Central on the first run and are cached in .cache/kafka (AIRGRID_KAFKA_CACHE_DIR)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@kafka.command("run")
+@click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True)
+@click.option("--controller-port", type=click.IntRange(1, 65535), default=None, help="default: --port + 1")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="default: a temp dir"
+)
+@click.option(
+    "--timeout", type=float, default=90.0, show_default=True, help="seconds to wait until it answers"
+)
+def run(port: int, controller_port: int | None, data_dir: Path | None, timeout: float) -> int:
+    """Start a broker and block until SIGINT or SIGTERM (or `airgrid kafka stop`), then stop it."""
+    from airgrid.kafka.local import PID_FILE, DevKafkaError, LocalKafka
+
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    broker = LocalKafka(port=port, controller_port=controller_port, data_dir=data_dir)
+    try:
+        elapsed = broker.start(timeout=timeout)
+        print(f"Kafka ready on {broker.bootstrap} (started in {elapsed:.1f}s)", flush=True)
+        print(f"data dir {broker.data_dir}, log {broker.log_file}", flush=True)
+        while not done.wait(0.5):
+            if not broker.is_running():
+                print("Kafka broker exited", flush=True)
+                return 0 if not (broker.data_dir / PID_FILE).exists() else 1
+        return 0
+    except DevKafkaError as exc:
+        raise OpsError(str(exc), UNREACHABLE) from None
+    finally:
+        broker.close()
+
+
+@kafka.command("fetch")
+def fetch() -> int:
+    """Resolve the Kafka jars into the cache (Maven; nothing to do when they are there)."""
+    from airgrid.kafka.local import DevKafkaError, fetch_jars
+
+    try:
+        print(f"Kafka jars in {fetch_jars()}")
+    except DevKafkaError as exc:
+        raise OpsError(str(exc), UNREACHABLE) from None
+    return 0
+
+
+@kafka.command("check")
+@click.option("--bootstrap", default="127.0.0.1:9092", show_default=True, metavar="HOST:PORT[,HOST:PORT]")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per server")
+def check(bootstrap: str, timeout: float) -> int:
+    """Exit 0 if a broker answers a Kafka Metadata request, 1 if none does."""
+    from airgrid.kafka.local import broker_answers
+
+    ok = broker_answers(bootstrap, timeout)
+    print(f"Kafka {'answers' if ok else 'does not answer'} on {bootstrap}")
+    return 0 if ok else 1
+
+
+@kafka.command("stop")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def stop(data_dir: Path) -> int:
+    """Stop a broker that `airgrid kafka run --data-dir DIR` started."""
+    from airgrid.kafka.local import stop_pidfile
+
+    print("Kafka stopped" if stop_pidfile(data_dir) else f"no running Kafka for {data_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Settings and shipped data files (grid directory, rules, escalation policy)."""

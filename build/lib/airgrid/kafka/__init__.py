@@ -1,0 +1,1 @@
+"""Kafka plumbing below the stages: the topic catalogue, client options, read-back, the local broker."""

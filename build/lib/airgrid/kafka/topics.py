@@ -1,0 +1,166 @@
+"""The topic catalogue: names, keys and how airgrid creates them (table changelogs included)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any
+
+from airgrid.config.settings import Settings
+from airgrid.kafka.client import kafka_client_options
+
+log = logging.getLogger(__name__)
+
+# The worker's tables (Faust names them ``<app id>-<table>-changelog``); all partitioned like the
+# topics they are written from. The binding checks that the app defines exactly these.
+TABLES = ("stations", "tasks", "station-open-task")
+VISIBLE_WITHIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Full names, with the configured prefix."""
+
+    readings: str
+    readings_dlq: str
+    alarms: str
+    alarms_dlq: str
+    feedback: str
+    feedback_rejected: str
+    task_events: str
+    warnings: str
+    task_commands: str
+    station_commands: str
+    commands_dlq: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> TopicNames:
+        t = settings.topic
+        return cls(
+            readings=t("readings"),
+            readings_dlq=t("readings.dlq"),
+            alarms=t("alarms"),
+            alarms_dlq=t("alarms.dlq"),
+            feedback=t("feedback"),
+            feedback_rejected=t("feedback.rejected"),
+            task_events=t("task-events"),
+            warnings=t("warnings"),
+            task_commands=t("task-commands"),
+            station_commands=t("station-commands"),
+            commands_dlq=t("commands.dlq"),
+        )
+
+    def all(self) -> list[str]:
+        return list(self.__dict__.values())
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The changelog topic of every table, as Faust names it."""
+    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+
+
+def leader_topic(settings: Settings) -> str:
+    """Faust's own topic for electing a leader worker (one partition); its consumers join the
+    group like the rest, so it must be visible before the join too."""
+    return f"{settings.app_id}-__assignor-__leader"
+
+
+class TopicsError(Exception):
+    """An existing topic cannot serve as configured (a one-line message naming it and the fix)."""
+
+
+async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) -> list[str]:
+    """Create every airgrid topic that is missing, the tables' changelogs included (compacted),
+    with the configured partitions; return when every broker's metadata shows all of them with
+    all their partitions led, and the names of the topics it created.
+
+    A worker must not join its group before then: Faust's assignor leaves out a topic that the
+    group leader's metadata does not show yet ("Ignoring missing topic"), and a table whose
+    changelog was left out cannot be written until the next metadata refresh, five minutes later
+    (issue 18: a fresh app id lost 89 alarms that way)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    names = TopicNames.of(settings)
+    changelogs = changelog_topics(settings)
+    parts, repl = settings.topic_partitions, settings.topic_replication
+    compact = {"cleanup.policy": "compact"}
+    wanted = [NewTopic(n, parts, repl) for n in names.all()]
+    wanted += [NewTopic(n, parts, repl, topic_configs=compact) for n in changelogs]
+    wanted.append(NewTopic(leader_topic(settings), 1, repl))
+    # the tables are partitioned like the topics their events come from
+    copartitioned = {names.readings, names.station_commands, names.alarms, names.task_commands, *changelogs}
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        client = admin._client  # type: ignore[attr-defined]  # the admin client has no metadata call
+        shown = await _partitions_shown(client, client.get_random_node(), [t.name for t in wanted])
+        _check_copartitioned(shown, copartitioned, parts)
+        missing = [t for t in wanted if t.name not in shown]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker raced us: fine
+                await admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+        need = {t.name: shown[t.name][0] if t.name in shown else t.num_partitions for t in wanted}
+        await wait_visible(client, need, within, copartitioned, parts)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+def _check_copartitioned(
+    shown: dict[str, tuple[int, int]], copartitioned: AbstractSet[str], parts: int
+) -> None:
+    wrong = sorted(n for n, (count, _) in shown.items() if n in copartitioned and count != parts)
+    if wrong:
+        raise TopicsError(
+            f"topic {wrong[0]} has {shown[wrong[0]][0]} partition(s), AIRGRID_TOPIC_PARTITIONS is "
+            f"{parts}: the tables need their input topics and changelogs with the same count "
+            "(recreate the topic, or set AIRGRID_TOPIC_PARTITIONS to match)"
+        )
+
+
+async def wait_visible(
+    client: Any,
+    topics: dict[str, int],
+    within: float,
+    copartitioned: AbstractSet[str] = frozenset(),
+    parts: int = 0,
+) -> None:
+    """Wait until the metadata of every broker shows each topic with its number of partitions,
+    each with a leader; a new topic reaches the brokers' metadata caches a little later than the
+    controller acknowledges its creation. A co-partitioned topic seen with another count (one
+    that someone else created meanwhile) is a :class:`TopicsError`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        await client.force_metadata_update()
+        brokers = [b.nodeId for b in client.cluster.brokers()]
+        lacking: set[str] = set()
+        for node in brokers:
+            shown = await _partitions_shown(client, node, list(topics))
+            _check_copartitioned(shown, copartitioned, parts)
+            lacking |= {t for t, n in topics.items() if shown.get(t, (0, 0))[1] < n}
+        if brokers and not lacking:
+            return
+        if loop.time() >= deadline:
+            raise TimeoutError(
+                f"topics not visible on every broker after {within:.0f} s: {', '.join(sorted(lacking))}"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def _partitions_shown(client: Any, node: int, topics: list[str]) -> dict[str, tuple[int, int]]:
+    """Topic -> (partitions, partitions with a leader), as broker ``node`` knows them (existing
+    topics only)."""
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    response = await client.send(node, MetadataRequest(topics, allow_auto_topic_creation=False))
+    return {
+        topic: (len(parts), sum(1 for p in parts if p[0] == 0 and p[2] >= 0))  # no error, a leader
+        for err, topic, _internal, parts in response.topics
+        if err == 0
+    }

@@ -1,0 +1,162 @@
+"""Tasks: the state kept per task in the owner's table, and the public ``task-events``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from airgrid.models.common import (
+    GridId,
+    GridLevel,
+    Message,
+    Severity,
+    StationId,
+    TaskId,
+    Timestamp,
+    WorkerId,
+)
+from airgrid.models.feedback import Feedback, Findings
+
+TaskState = Literal["dispatched", "acknowledged", "on_site", "feedback_submitted", "closed"]
+OPEN_STATES: frozenset[str] = frozenset({"dispatched", "acknowledged", "on_site", "feedback_submitted"})
+TaskEventType = Literal[
+    "dispatched",
+    "alarm_joined",
+    "reminded",
+    "escalated",
+    "acknowledged",
+    "on_site",
+    "feedback_submitted",
+    "departments_notified",
+    "feedback_rejected",
+    "closed",
+]
+StepAction = Literal["remind", "escalate"]
+
+
+class Lineage(Message):
+    """The grid chain of the station, snapshotted at dispatch: level-3, its level-2, its level-1."""
+
+    l3: GridId
+    l2: GridId
+    l1: GridId
+    key_grid: bool = False
+
+    def at(self, level: int) -> GridId:
+        return {3: self.l3, 2: self.l2, 1: self.l1}[level]
+
+
+class Step(Message):
+    """One scheduled deadline action."""
+
+    at: Timestamp
+    action: StepAction
+    level: GridLevel = Field(description="grid level responsible after this step")
+    reason: str
+    only_unacknowledged: bool = Field(
+        False, description="skipped once the task is acknowledged (the acknowledgement reminder)"
+    )
+
+
+class Task(Message):
+    """A task as its owner partition keeps it (one per open episode group of a station)."""
+
+    schema_version: Literal[1] = 1
+    task_id: TaskId
+    station_id: StationId
+    state: TaskState
+    version: int = Field(ge=1)
+    severity: Severity
+    lineage: Lineage
+    level: GridLevel = Field(3, description="level currently responsible (3, escalated to 2, 1)")
+    policy: str
+    alarm_ids: tuple[str, ...]
+    created_at: Timestamp
+    updated_at: Timestamp
+    deadline_at: Timestamp | None
+    schedule: tuple[Step, ...] = ()
+    schedule_id: int = 0
+    next_step: int = 0
+    reminders: int = 0
+    escalations: int = 0
+    applied_feedback: tuple[str, ...] = Field(
+        (), description="recent feedback ids, so a replayed feedback is recognised"
+    )
+    co_notified: tuple[GridId, ...] = Field(
+        (), description="other level-3 grids told of the task at dispatch (routing)"
+    )
+    warning: str = Field("none", description="heavy-pollution warning level in force at dispatch")
+    outbox: tuple[str, ...] = Field(
+        (), description="events of this version not yet known to be published (JSON); see the owner"
+    )
+
+    @property
+    def grid_id(self) -> GridId:
+        return self.lineage.at(self.level)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+class TaskEvent(Message):
+    """One change of a task; ``version`` strictly increases per task."""
+
+    schema_version: Literal[1] = 1
+    event_id: str = Field(description="task_id:version, unique and stable under replay")
+    task_id: TaskId
+    version: int = Field(ge=1)
+    type: TaskEventType
+    station_id: StationId
+    state: TaskState
+    severity: Severity
+    level: GridLevel
+    grid_id: GridId = Field(description="the grid responsible after this event")
+    lineage: Lineage
+    at: Timestamp
+    deadline_at: Timestamp | None
+    alarm_id: str | None = None
+    worker_id: WorkerId | None = None
+    feedback_id: str | None = None
+    findings: Findings | None = None
+    departments: tuple[str, ...] = ()
+    co_notified: tuple[GridId, ...] = Field(
+        (), description="on dispatched: other level-3 grids told of the task (neighbours)"
+    )
+    note: str = ""
+
+
+class DeadlineCommand(Message):
+    """Emitted by a sweeper, applied by the owner; stale commands are ignored."""
+
+    kind: Literal["deadline"] = "deadline"
+    task_id: TaskId
+    station_id: StationId
+    schedule_id: int
+    step: int
+    due_at: Timestamp
+    issued_at: Timestamp
+
+
+class OutboxCommand(Message):
+    """Emitted by a sweeper for a task whose last events may not have been published (a crash
+    between storing the task and sending them); the owner re-sends them, byte for byte."""
+
+    kind: Literal["outbox"] = "outbox"
+    task_id: TaskId
+    station_id: StationId
+    version: int
+    issued_at: Timestamp
+
+
+class FeedbackCommand(Message):
+    """Feedback re-keyed to the partition that owns the task."""
+
+    kind: Literal["feedback"] = "feedback"
+    station_id: StationId
+    feedback: Feedback
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    received_at: Timestamp

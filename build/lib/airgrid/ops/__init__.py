@@ -1,0 +1,1 @@
+"""Operator commands: tasks, feedback, replay, reports, schemas and the projection database."""

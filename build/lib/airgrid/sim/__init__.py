@@ -1,0 +1,1 @@
+"""The station simulator that feeds the worker in the demo and in tests."""

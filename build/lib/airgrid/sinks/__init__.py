@@ -1,0 +1,1 @@
+"""Sinks: the SQL projection and the Prometheus metrics."""
