@@ -155,6 +155,11 @@ class Metrics:
             "How late the most overdue deadline step is",
             registry=r,
         )
+        self.sweeper_rebuilds = Counter(
+            "airgrid_sweeper_index_rebuilds_total",
+            "Times the deadline sweeper read every open task afresh (start, rebalance, every minute)",
+            registry=r,
+        )
         self.deadline_commands = Counter(
             "airgrid_deadline_commands_total",
             "Deadline commands by outcome",

@@ -249,14 +249,21 @@ def apply_feedback(
     return new, events
 
 
-def due_command(task: Task, now: datetime) -> DeadlineCommand | None:
-    """What a sweeper should emit for this task now, if anything (pure; the owner re-checks)."""
+def next_due_at(task: Task) -> datetime | None:
+    """When ``due_command`` first returns a command for the task as it is (None: never)."""
     index = live_step(task)
     if task.state not in RUNNING_STATES or index >= len(task.schedule):
         return None
-    step = task.schedule[index]
-    if step.at > now:
+    return task.schedule[index].at
+
+
+def due_command(task: Task, now: datetime) -> DeadlineCommand | None:
+    """What a sweeper should emit for this task now, if anything (pure; the owner re-checks)."""
+    at = next_due_at(task)
+    if at is None or at > now:
         return None
+    index = live_step(task)
+    step = task.schedule[index]
     return DeadlineCommand(
         task_id=task.task_id,
         station_id=task.station_id,

@@ -81,9 +81,11 @@ class TaskOwner:
         release: Callable[[], None] = lambda: None,
         current_event: Callable[[], Any] = lambda: None,
         writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
+        stored: Callable[[Task], None] = lambda task: None,
     ) -> None:
         self.tasks = tasks
         self.station_open = station_open
+        self.stored = stored  # told of every task written (the deadline sweeper's index)
         self.events = events
         self.rejected = rejected
         self.alarms_dlq = alarms_dlq
@@ -166,6 +168,7 @@ class TaskOwner:
         payloads = tuple(encode(ev).decode() for ev in events)
         stored = task.model_copy(update={"outbox": pending + payloads})
         self.tasks[task.task_id] = stored.model_dump(mode="json")
+        self.stored(stored)
         self.staged[task.task_id] = (stored, self.current_event())
         self.order.append((station, events, payloads))
 
@@ -198,7 +201,9 @@ class TaskOwner:
 
     def settle(self, task: Task) -> None:
         """The events are out: store the task without them; a closed task leaves the pointer."""
-        self.tasks[task.task_id] = task.model_copy(update={"outbox": ()}).model_dump(mode="json")
+        settled = task.model_copy(update={"outbox": ()})
+        self.tasks[task.task_id] = settled.model_dump(mode="json")
+        self.stored(settled)
         if not task.is_open and self.station_open.get(task.station_id) == task.task_id:
             self.station_open.pop(task.station_id, None)
 

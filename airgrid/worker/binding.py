@@ -165,6 +165,17 @@ def _stages(app: Any, w: Wiring) -> Bound:
         cache_max=s.state_cache_stations,
     )
 
+    sweeper = DeadlineSweeper(
+        tasks=tb.tasks,
+        station_open=tb.station_open,
+        commands=t.task_commands,
+        metrics=w.metrics,
+        clock=w.clock,
+        interval_s=s.sweep_interval_seconds,
+        tables_ready=lambda: not (app.rebalancing or getattr(app, "in_recovery", False)),
+        generation=lambda: app.consumer_generation_id,
+    )
+
     async def published(key: bytes) -> set[str]:
         return await published_ids(s, n.task_events, key)
 
@@ -187,6 +198,7 @@ def _stages(app: Any, w: Wiring) -> Bound:
         release=lambda: send_now(app.producer),
         current_event=event_now,
         writing_as=writing_as,
+        stored=sweeper.note,
     )
     intake = FeedbackIntake(
         rejected=t.feedback_rejected,
@@ -195,15 +207,6 @@ def _stages(app: Any, w: Wiring) -> Bound:
         metrics=w.metrics,
         clock=w.clock,
         max_bytes=s.max_message_bytes,
-    )
-    sweeper = DeadlineSweeper(
-        tasks=tb.tasks,
-        station_open=tb.station_open,
-        commands=t.task_commands,
-        metrics=w.metrics,
-        clock=w.clock,
-        interval_s=s.sweep_interval_seconds,
-        tables_ready=lambda: not (app.rebalancing or getattr(app, "in_recovery", False)),
     )
     guard = TableGuard(
         app,
