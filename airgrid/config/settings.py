@@ -143,10 +143,10 @@ class Settings(BaseSettings):
         5000, ge=1, le=1_000_000, description="ingest checkpoints after at most this many readings"
     )
     state_cache_stations: int = Field(
-        100_000,
+        10_000,
         ge=100,
-        description="station states ingest keeps parsed in memory (those not changed since the last "
-        "checkpoint go first)",
+        description="station states ingest keeps parsed in memory, about 3.5 KiB each (those not "
+        "changed since the last checkpoint go first; a state not in it is read from the table)",
     )
     internal_retry_seconds: float = Field(
         120.0,
