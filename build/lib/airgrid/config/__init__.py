@@ -1,1 +1,0 @@
-"""Settings and shipped data files (grid directory, rules, escalation policy)."""

@@ -1,1 +1,0 @@
-"""Pure domain logic of airgrid (AQI maths, routing, task rules): no Faust, no Kafka, no I/O."""

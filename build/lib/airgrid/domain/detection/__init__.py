@@ -1,1 +1,0 @@
-"""Detection in event time: per-station state, the rule engine, episodes and the fast AQI path."""

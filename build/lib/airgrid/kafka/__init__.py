@@ -1,1 +1,0 @@
-"""Kafka plumbing below the stages: the topic catalogue, client options, read-back, the local broker."""

@@ -1,1 +1,0 @@
-"""Operator commands: tasks, feedback, replay, reports, schemas and the projection database."""

@@ -1,1 +1,0 @@
-"""The station simulator that feeds the worker in the demo and in tests."""

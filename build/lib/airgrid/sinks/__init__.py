@@ -1,1 +1,0 @@
-"""Sinks: the SQL projection and the Prometheus metrics."""

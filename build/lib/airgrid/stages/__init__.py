@@ -1,1 +1,0 @@
-"""The stages of the pipeline: ingest and detect, task owner, feedback intake, deadlines, warnings."""
