@@ -493,6 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--latency-seconds", type=float, help="seconds per load level (30; --quick 12)")
     ap.add_argument(
+        "--latency-levels",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[10, 50, 80],
+        help="load levels of the latency phase, percent of the drain rate (default 10,50,80)",
+    )
+    ap.add_argument(
         "--state-rounds",
         type=int,
         default=1,
@@ -781,7 +787,7 @@ def throughput_and_latency(
 
         if "latency" not in skip:
             max_rate = phases["full_pipeline"]["readings_per_s"]
-            rates = [(p, max_rate * p / 100) for p in (10, 50, 80)]
+            rates = [(p, max_rate * p / 100) for p in a.latency_levels]
             per_station = sum(r for _, r in rates) * lat_s / lat_stations
             base = c.hour_start_before(int(per_station / 6) + 7)
             lat = Latency(
