@@ -145,7 +145,7 @@ class _Table:
 
 @cache
 def _raw_tables() -> dict[str, Any]:
-    # Shipped inside the package (package-data), so nothing depends on ../shared at run time.
+    # Shipped inside the package (package-data): nothing outside the installed package is read.
     # parse_float=Decimal keeps 9.1 exactly 9.1.
     text = resources.files("airgrid.domain").joinpath("aqi_tables.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text, parse_float=Decimal)

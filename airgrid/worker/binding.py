@@ -255,7 +255,7 @@ def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
             return
         app.consumer.saved(topics)
 
-    def current() -> bool:
+    def writable() -> bool:
         """The states may be written: no rebalance under way, none since they were read."""
         return not app.rebalancing and ingest.current(app.consumer_generation_id)
 
@@ -267,14 +267,14 @@ def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
                 ingest.adopt(event.message.generation_id)  # a rebalance since: states dropped
                 app.consumer.defer(event.message)
                 await retrier.run("ingest", event, lambda: ingest.handle(msg))  # noqa: B023
-                if ingest.due(loop.time()) and current():
+                if ingest.due(loop.time()) and writable():
                     await checkpoint()
 
     async def when_idle() -> None:
         if app.rebalancing or not ingest.idle(asyncio.get_running_loop().time()):
             return
         async with ingest.lock:
-            if ingest.idle(asyncio.get_running_loop().time()) and current():
+            if ingest.idle(asyncio.get_running_loop().time()) and writable():
                 await checkpoint()
 
     app.agent(channel, name="airgrid.ingest", concurrency=1)(run)
