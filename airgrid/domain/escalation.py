@@ -56,6 +56,18 @@ class Selector(BaseModel):
         )
 
 
+class RegionalPolicy(BaseModel):
+    """Dispatch during a regional episode (the rules' ``[regional]`` section): what a grid alarm
+    of a station of the region dispatches, other than a local-excess alarm (always its level-3
+    grid). ``level3``: as without the regional logic; ``level2``/``level1``: one task per episode
+    to the region's level-2 (or level-1) grid, which the alarms join; ``none``: no task."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dispatch: Literal["level3", "level2", "level1", "none"] = "none"
+    policy: str | None = Field(None, description="deadlines of the region's task (default: selected)")
+
+
 class PolicyBook(BaseModel):
     """Named policies and the ordered selectors that choose one; the first match wins."""
 
@@ -64,10 +76,12 @@ class PolicyBook(BaseModel):
     default: str = "standard"
     policies: dict[str, Policy]
     select: tuple[Selector, ...] = ()
+    regional: RegionalPolicy = Field(default_factory=RegionalPolicy)
 
     @model_validator(mode="after")
     def _names_exist(self) -> PolicyBook:
-        for name in (self.default, *(s.policy for s in self.select)):
+        extra = (self.regional.policy,) if self.regional.policy else ()
+        for name in (self.default, *(s.policy for s in self.select), *extra):
             if name not in self.policies:
                 raise ValueError(f"policy {name!r} is not defined under [policies]")
         return self

@@ -3,7 +3,9 @@
 Rule kinds: ``exceedance`` (one averaging period above a limit), ``sustained`` (N consecutive hours
 above), ``aqi_category`` (AQI category at or above a level), ``sudden_rise`` (against the
 station's own baseline) and the data-quality kinds ``silent``, ``flatline`` and ``impossible``,
-which always route to the operations team. Limits may be numbers or ``limit = "gb3095"``: the
+which always route to the operations team, and ``local_excess`` (a station's hourly value above
+its region's background, evaluated by the region stage; needs the ``[regional]`` section).
+Limits may be numbers or ``limit = "gb3095"``: the
 GB 3095 Grade II limit of the rule's pollutant and period, taken from the catalogue's ``[limits]``
 tables and versioned by the reading's date (GB 3095-2026 from 2026-03-01, China time).
 """
@@ -159,8 +161,29 @@ class ImpossibleRule(_Rule):
     route: Literal["operations"] = "operations"
 
 
+class LocalExcessRule(_Rule):
+    """A station's hourly value above its region's background (``[regional]``) by at least
+    ``above_abs`` AND by at least ``above_ratio`` x the background, for ``hours`` consecutive
+    hours: a local source. Calm: below both margins. Dispatches to the station's level-3 grid
+    even during a regional episode."""
+
+    kind: Literal["local_excess"] = "local_excess"
+    pollutant: Pollutant
+    above_abs: float = Field(35.0, gt=0, description="value - background at least this")
+    above_ratio: float = Field(0.5, ge=0, description="value at least (1 + ratio) x background")
+    hours: int = Field(2, ge=1, le=24)
+    route: Literal["grid"] = "grid"
+
+
 AnyRule = Annotated[
-    ExceedanceRule | SustainedRule | AqiRule | RiseRule | SilentRule | FlatlineRule | ImpossibleRule,
+    ExceedanceRule
+    | SustainedRule
+    | AqiRule
+    | RiseRule
+    | SilentRule
+    | FlatlineRule
+    | ImpossibleRule
+    | LocalExcessRule,
     Field(discriminator="kind"),
 ]
 
@@ -197,6 +220,43 @@ class Updates(BaseModel):
     )
 
 
+class RegionalEpisode(BaseModel):
+    """A regional episode (haze over the whole region): at least ``share`` of the region's
+    reporting stations above ``above`` for ``open_hours`` consecutive hours; it ends after
+    ``clear_hours`` consecutive hours below that share."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pollutant: Pollutant = "pm25"
+    above: float = Field(75.0, gt=0, description="hourly value above which a station counts")
+    share: float = Field(0.6, gt=0, le=1)
+    min_stations: int = Field(3, ge=1, le=10_000)
+    open_hours: int = Field(1, ge=1, le=24)
+    clear_hours: int = Field(2, ge=1, le=48)
+
+
+class Regional(BaseModel):
+    """The regional background: for each closed hour, a robust statistic of the hourly values of
+    the stations of a region (the level-2 or level-1 grid above their level-3 grid)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    level: Literal[1, 2] = Field(2, description="a region is the stations' level-2 or level-1 grid")
+    pollutants: tuple[Pollutant, ...] = ("pm25", "pm10", "so2", "no2", "co", "o3")
+    statistic: Literal["median", "trimmed_mean"] = "median"
+    trim: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: share cut at each end")
+    min_stations: int = Field(3, ge=1, le=10_000, description="fewer valid values: no background")
+    wait_hours: int = Field(
+        1,
+        ge=1,
+        le=24,
+        description="an hour is complete when every station of the region reported it, or when a "
+        "station reported an hour this many hours later (event time), or after wait_hours + 10 "
+        "minutes of wall-clock time",
+    )
+    episode: RegionalEpisode = Field(default_factory=RegionalEpisode)
+
+
 class RuleCatalogue(BaseModel):
     """All rules of a deployment."""
 
@@ -210,6 +270,9 @@ class RuleCatalogue(BaseModel):
     limits: dict[Gb3095, dict[Pollutant, dict[str, float]]] = Field(default_factory=dict)
     profiles: dict[WarningLevel, Profile] = Field(default_factory=dict)
     updates: Updates = Field(default_factory=Updates)
+    regional: Regional | None = Field(
+        None, description="the regional background, local excess and regional episodes (off: absent)"
+    )
     rules: tuple[AnyRule, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -227,6 +290,14 @@ class RuleCatalogue(BaseModel):
                             f"rule {rule.id}: no {version} {column} limit for {rule.pollutant} in [limits]"
                         )
         self._ranges_above_limits()
+        for rule in self.rules:
+            if isinstance(rule, LocalExcessRule):
+                if self.regional is None:
+                    raise ValueError(f"rule {rule.id}: a local_excess rule needs the [regional] section")
+                if rule.pollutant not in self.regional.pollutants:
+                    raise ValueError(
+                        f"rule {rule.id}: {rule.pollutant} is not in regional.pollutants (no background)"
+                    )
         for level, profile in self.profiles.items():
             unknown = sorted(set(profile.overrides) - set(ids))
             if unknown:
@@ -296,4 +367,13 @@ def parse_rules(raw: Mapping[str, object], where: str = "rules") -> RuleCatalogu
         raise RulesError(f"rules file {where}: {text + ': ' if text else ''}{msg}") from None
 
 
-_KINDS = {"exceedance", "sustained", "aqi_category", "sudden_rise", "silent", "flatline", "impossible"}
+_KINDS = {
+    "exceedance",
+    "sustained",
+    "aqi_category",
+    "sudden_rise",
+    "silent",
+    "flatline",
+    "impossible",
+    "local_excess",
+}

@@ -13,6 +13,7 @@ from airgrid.domain.rules import (
     ExceedanceRule,
     FlatlineRule,
     ImpossibleRule,
+    LocalExcessRule,
     RiseRule,
     RuleCatalogue,
     SilentRule,
@@ -100,6 +101,9 @@ class RuleSet:
     # worse_factor x the worst one sent, ...; else one heartbeat per heartbeat_s of event time (0: none)
     worse_factor: float = 2.0
     heartbeat_s: float = 86400.0
+    # local_excess: evaluated by the region stage against the regional background
+    # (domain/regional.py), never by the station engine; min_rise = above_abs, factor = above_ratio
+    regional: tuple[Rule, ...] = ()
 
 
 def _thresholds(cat: RuleCatalogue, rule: ExceedanceRule | SustainedRule, scale: float) -> dict[str, Any]:
@@ -133,6 +137,7 @@ def compile_rules(
     daily: list[Rule] = []
     per_reading: list[Rule] = []
     silent: list[Rule] = []
+    regional: list[Rule] = []
     for base in cat.rules:
         if base.levels and level not in base.levels:
             continue
@@ -183,6 +188,15 @@ def compile_rules(
                 "readings": src.readings,
             }
             per_reading.append(Rule(**common, period="reading"))
+        elif isinstance(src, LocalExcessRule):
+            common |= {
+                "pollutant": src.pollutant,
+                "period": "1h",
+                "min_rise": src.above_abs,
+                "factor": src.above_ratio,
+                "hours": src.hours,
+            }
+            regional.append(Rule(**common))
     rs = RuleSet(
         level=level,
         hourly=tuple(hourly),
@@ -198,6 +212,7 @@ def compile_rules(
         screens_negative=any(r.kind == "impossible" for r in per_reading),
         worse_factor=cat.updates.worse_factor,
         heartbeat_s=cat.updates.heartbeat_hours * 3600.0,
+        regional=tuple(regional),
     )
     return rs
 

@@ -33,12 +33,19 @@ def hour_number(ts: float) -> int:
 
 
 def evaluate(
-    state: StationState, reading: Reading, rules: RuleSet, now_ts: float
+    state: StationState,
+    reading: Reading,
+    rules: RuleSet,
+    now_ts: float,
+    closed: list[tuple[int, dict[str, float]]] | None = None,
 ) -> tuple[StationState, list[AlarmEvent], Outcome]:
-    """Fold one validated reading into ``state`` (mutated and returned)."""
+    """Fold one validated reading into ``state`` (mutated and returned). ``closed``: a list to
+    which each hour closed for the first time is appended, (hour, its valid hourly values): the
+    input of the regional background."""
     ts = reading.observed_at.timestamp()
     h = math.ceil(ts / HOUR) - 1
     out = Emitter(state, reading.station_id, rules, now_ts, ts)
+    out.closed = closed
     cur = state.current
     if cur is not None and h <= cur:
         bucket = state.buckets.get(h)
@@ -196,6 +203,8 @@ def _close(out: Emitter, h: int, revision: bool = False) -> None:
     ring = state.ring
     if vals:
         ring[h] = vals
+        if out.closed is not None and not revision:
+            out.closed.append((h, dict(vals)))
     else:
         ring.pop(h, None)
     if not revision:

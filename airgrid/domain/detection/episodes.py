@@ -39,6 +39,7 @@ class Emitter:
     __slots__ = (
         "_fields",
         "_stamp",
+        "closed",
         "day",
         "events",
         "now_ts",
@@ -64,6 +65,8 @@ class Emitter:
         self.day: int | None = None
         self._fields: tuple[Any, dict[str, Any]] | None = None
         self._stamp: dict[str, Any] | None = None
+        # (hour, valid hourly values) of each hour closed for the first time, when asked for
+        self.closed: list[tuple[int, dict[str, float]]] | None = None
 
     def step(
         self,

@@ -81,10 +81,7 @@ class StationState:
             "r": {str(h): v for h, v in self.ring.items()},
             "f": self.flat,
             "ib": self.bad,
-            "e": {
-                k: [e.alarm_id, e.opened_at, e.seq, e.peak, e.calm, e.sent, e.mark]
-                for k, e in self.episodes.items()
-            },
+            "e": episodes_to_json(self.episodes),
             "dd": self.day_done,
             "src": self.source,
         }
@@ -103,10 +100,18 @@ class StationState:
             ring={int(h): dict(v) for h, v in raw.get("r", {}).items()},
             flat={p: list(v) for p, v in raw.get("f", {}).items()},
             bad=dict(raw.get("ib", {})),
-            episodes={k: _episode(v) for k, v in raw.get("e", {}).items()},
+            episodes=episodes_from_json(raw.get("e", {})),
             day_done=raw.get("dd"),
             source=raw.get("src"),
         )
+
+
+def episodes_to_json(episodes: dict[str, Episode]) -> dict[str, list[Any]]:
+    return {k: [e.alarm_id, e.opened_at, e.seq, e.peak, e.calm, e.sent, e.mark] for k, e in episodes.items()}
+
+
+def episodes_from_json(raw: dict[str, list[Any]]) -> dict[str, Episode]:
+    return {k: _episode(v) for k, v in raw.items()}
 
 
 def _episode(v: list[Any]) -> Episode:
