@@ -127,6 +127,25 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.region_inputs = Counter(
+            "airgrid_region_inputs_total",
+            "Inputs of the region stage by kind (hour, alarm, tick) and outcome (applied, "
+            "duplicate: a replay; late: its hour had completed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.region_dispatch = Counter(
+            "airgrid_region_dispatch_total",
+            "Opened grid alarms by the region stage's dispatch decision (level3, region, suppressed)",
+            ["action"],
+            registry=r,
+        )
+        self.region_hours = Counter(
+            "airgrid_region_hours_total",
+            "Region hours completed, by whether a regional episode held after them",
+            ["episode"],
+            registry=r,
+        )
         self.owner_batch = Histogram(
             "airgrid_owner_batch_changes",
             "Task changes made durable by one flush of the owner (its group commit)",
@@ -237,6 +256,13 @@ class Metrics:
             self.deadline_commands.labels(outcome)
         for kind in PROJECTION_KINDS:
             self.projection_rows.labels(kind)
+        for kind in ("hour", "alarm", "tick"):
+            for outcome in ("applied", "duplicate", "late"):
+                self.region_inputs.labels(kind, outcome)
+        for action in ("level3", "region", "suppressed"):
+            self.region_dispatch.labels(action)
+        for held in ("true", "false"):
+            self.region_hours.labels(held)
         l1 = sorted(g.id for g in directory.grids.values() if g.level == 1)
         self._open_keys = {(grid, state) for grid in l1 for state in OPEN_STATES}
         self.set_open_tasks({})

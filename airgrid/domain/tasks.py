@@ -105,12 +105,14 @@ def dispatch(
     *,
     co_notified: tuple[str, ...] = (),
     warning: str = "none",
+    level: int = 3,
 ) -> tuple[Task, TaskEvent]:
-    """A new task for the station's level-3 grid, with its policy and schedule snapshotted.
+    """A new task for the station's level-3 grid (``level``: 2 or 1 for a region's task, whose
+    ``lineage`` names the region's grid at that level), with its policy and schedule snapshotted.
 
     ``co_notified``: other level-3 grids told of the task (routing); ``warning``: the
     heavy-pollution warning level in force, recorded with the policy it chose."""
-    deadline, steps = build_schedule(policy, now, 3, ack=True)
+    deadline, steps = build_schedule(policy, now, level, ack=True)
     co_notified = tuple(g for g in dict.fromkeys(co_notified) if g != lineage.l3)
     task = Task(
         task_id=task_id_for(alarm),
@@ -119,7 +121,7 @@ def dispatch(
         version=1,
         severity=alarm.severity,
         lineage=lineage,
-        level=3,
+        level=level,
         policy=policy.name,
         alarm_ids=(alarm.alarm_id,),
         created_at=now,

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # The worker's tables (Faust names them ``<app id>-<table>-changelog``); all partitioned like the
 # topics they are written from. The binding checks that the app defines exactly these.
-TABLES = ("stations", "tasks", "station-open-task")
+TABLES = ("stations", "tasks", "station-open-task", "regions")
 VISIBLE_WITHIN_S = 30.0
 
 
@@ -35,6 +35,8 @@ class TopicNames:
     task_commands: str
     station_commands: str
     commands_dlq: str
+    region_inputs: str
+    regions: str
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -51,6 +53,8 @@ class TopicNames:
             task_commands=t("task-commands"),
             station_commands=t("station-commands"),
             commands_dlq=t("commands.dlq"),
+            region_inputs=t("region-inputs"),
+            regions=t("regions"),
         )
 
     def all(self) -> list[str]:
@@ -92,7 +96,14 @@ async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) ->
     wanted += [NewTopic(n, parts, repl, topic_configs=compact) for n in changelogs]
     wanted.append(NewTopic(leader_topic(settings), 1, repl))
     # the tables are partitioned like the topics their events come from
-    copartitioned = {names.readings, names.station_commands, names.alarms, names.task_commands, *changelogs}
+    copartitioned = {
+        names.readings,
+        names.station_commands,
+        names.alarms,
+        names.task_commands,
+        names.region_inputs,
+        *changelogs,
+    }
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))  # type: ignore[arg-type]
     await admin.start()
     try:

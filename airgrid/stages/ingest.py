@@ -36,10 +36,12 @@ from airgrid.domain.detection.state import StationState
 from airgrid.domain.detection.warnings import StationWarnings
 from airgrid.domain.directory import Directory
 from airgrid.domain.intake import Limits, Rejection, parse_reading
+from airgrid.domain.regional import alarm_hour
 from airgrid.metrics import Metrics
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.codecs import encode, first_line
 from airgrid.models.readings import Reading, StationCommand
+from airgrid.models.regions import RegionAlarm, StationHour
 from airgrid.stages.ports import Clock, Delivery, Outlet, Table, refuse
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class Ingest:
         checkpoint_max: int = 5000,
         cache_max: int = 100_000,
         idle_s: float = 0.05,
+        region_of: Callable[[str], str | None] | None = None,
+        region_inputs: Outlet | None = None,
     ) -> None:
         self.stations = stations
         self.alarms = alarms
@@ -99,8 +103,13 @@ class Ingest:
         self.cache_max = cache_max
         self.cache: dict[str, StationState] = {}  # station -> its state, newest last (LRU order)
         self.dirty: dict[str, Any] = {}  # station -> the event of its last change (unsaved)
-        self.outbox: list[tuple[bytes, bytes]] = []  # alarms decided, not yet handed to Kafka
-        self.sent: list[tuple[Awaitable[Any], bytes, bytes]] = []  # handed over, ack awaited
+        # the regional logic is on: closed hours and opened grid alarms also go to the station's
+        # region (``region-inputs``), which decides their dispatch
+        self.region_of = region_of if region_inputs is not None else None
+        self.region_inputs = region_inputs
+        # alarms (and region inputs) decided, not yet handed to Kafka: (outlet, key, value)
+        self.outbox: list[tuple[Outlet, bytes, bytes]] = []
+        self.sent: list[tuple[Awaitable[Any], Outlet, bytes, bytes]] = []  # handed over, ack awaited
         self.idle_s = idle_s
         self.unsaved = 0  # messages handled since the checkpoint
         metrics.ingest_unsaved.set_function(lambda: self.unsaved)  # read at a scrape, not per message
@@ -143,9 +152,12 @@ class Ingest:
             return
         newest = state.last_obs
         rules = self.rules_for(station, now)
+        closed: list[tuple[int, dict[str, float]]] | None = [] if self.region_of is not None else None
         state, events, outcome = self.evaluate(
-            station, lambda: engine.evaluate(state, result, rules, now.timestamp())
+            station, lambda: engine.evaluate(state, result, rules, now.timestamp(), closed)
         )
+        if closed:
+            self.to_region(station, closed)
         if outcome == "late":
             await self.to_dlq(msg, "too_late", too_late(result, newest, rules.grace_s), now)
         if outcome not in ("late", "duplicate"):  # those leave the state as it was
@@ -181,10 +193,28 @@ class Ingest:
             self.forget()
             raise StateLost(f"detection failed on station {station}: {type(exc).__name__}: {exc}") from exc
 
+    def to_region(self, station: str, closed: list[tuple[int, dict[str, float]]]) -> None:
+        """The station's newly closed hours, to its region (the regional background)."""
+        region = self.region_of(station) if self.region_of is not None else None
+        if region is None or self.region_inputs is None:
+            return
+        for hour, values in closed:
+            record = StationHour.model_construct(region=region, station_id=station, hour=hour, values=values)  # type: ignore[arg-type]
+            self.outbox.append((self.region_inputs, region.encode(), encode(record)))
+
     def queue(self, station: str, events: list[AlarmEvent], now: datetime) -> None:
         key = station.encode()
+        region = self.region_of(station) if self.region_of is not None else None
         for alarm in events:
-            self.outbox.append((key, encode(alarm)))
+            self.outbox.append((self.alarms, key, encode(alarm)))
+            if (
+                region is not None
+                and self.region_inputs is not None
+                and alarm.kind == "opened"
+                and alarm.route == "grid"
+            ):
+                forward = RegionAlarm(region=region, hour=alarm_hour(alarm), alarm=alarm)
+                self.outbox.append((self.region_inputs, region.encode(), encode(forward)))
             self.m.alarms.labels(alarm.kind, alarm.rule_id, alarm.pollutant or "", alarm.severity).inc()
             self.m.detection_latency.observe(max(0.0, (self.clock() - now).total_seconds()))
 
@@ -193,8 +223,8 @@ class Ingest:
         if not self.outbox:
             return
         while self.outbox:
-            key, value = self.outbox[0]
-            self.sent.append((await self.alarms.send(key=key, value=value), key, value))
+            outlet, key, value = self.outbox[0]
+            self.sent.append((await outlet.send(key=key, value=value), outlet, key, value))
             self.outbox.pop(0)
         self.release()  # subscribers see an alarm at once; a linger is for the state records
 
@@ -241,10 +271,10 @@ class Ingest:
         await self.send_outbox()
         if self.sent:
             sent, self.sent = self.sent, []
-            results = await asyncio.gather(*(ack for ack, _, _ in sent), return_exceptions=True)
+            results = await asyncio.gather(*(ack for ack, _, _, _ in sent), return_exceptions=True)
             failed = [
-                (key, value)
-                for (_, key, value), r in zip(sent, results, strict=True)
+                (outlet, key, value)
+                for (_, outlet, key, value), r in zip(sent, results, strict=True)
                 if isinstance(r, BaseException)
             ]
             if failed:
@@ -293,7 +323,7 @@ class Ingest:
         self.cache.clear()
         self.dirty.clear()
         self.outbox.clear()
-        for ack, _, _ in self.sent:  # nobody awaits them now: a refusal is not an unread error
+        for ack, _, _, _ in self.sent:  # nobody awaits them now: a refusal is not an unread error
             if isinstance(ack, asyncio.Future):
                 ack.add_done_callback(_retrieved)
         self.sent.clear()

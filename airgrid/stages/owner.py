@@ -44,7 +44,8 @@ from airgrid.metrics import Metrics
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.codecs import encode, first_line, rejection
 from airgrid.models.dlq import Origin
-from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, OutboxCommand, Task, TaskEvent
+from airgrid.models.regions import DispatchCommand
+from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, Lineage, OutboxCommand, Task, TaskEvent
 from airgrid.stages.ports import Clock, Delivery, Outlet, Table, refuse
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,14 @@ class TaskOwner:
         current_event: Callable[[], Any] = lambda: None,
         writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
         stored: Callable[[Task], None] = lambda task: None,
+        regional: bool = False,
     ) -> None:
         self.tasks = tasks
         self.station_open = station_open
         self.stored = stored  # told of every task written (the deadline sweeper's index)
+        # the regional logic is on: the region stage decides each grid alarm's dispatch
+        # (``dispatch`` commands); the alarms topic itself dispatches nothing
+        self.regional = regional
         self.events = events
         self.rejected = rejected
         self.alarms_dlq = alarms_dlq
@@ -131,7 +136,7 @@ class TaskOwner:
         kind = data.get("kind")
         if msg.topic == self.alarms_topic:
             # only an opened grid alarm can dispatch or join a task: skip the rest unparsed
-            if kind != "opened" or data.get("route") != "grid":
+            if kind != "opened" or data.get("route") != "grid" or self.regional:
                 return None
             alarm = AlarmEvent.model_validate(data)
             return lambda now: self.on_alarm(alarm, now)
@@ -141,6 +146,9 @@ class TaskOwner:
         if kind == "outbox":
             outbox = OutboxCommand.model_validate(data)
             return lambda now: self.on_outbox(outbox)
+        if kind == "dispatch":
+            dispatch = DispatchCommand.model_validate(data)
+            return lambda now: self.on_dispatch(dispatch, now)
         feedback = FeedbackCommand.model_validate(data)
         return lambda now: self.on_feedback(feedback, now)
 
@@ -276,6 +284,42 @@ class TaskOwner:
         near = self.directory.neighbours(alarm.station_id, radius) if radius > 0 else ()
         task, event = machine.dispatch(alarm, lineage, policy, now, co_notified=near, warning=warning)
         self.stage(task, [event])
+
+    async def on_dispatch(self, cmd: DispatchCommand, now: datetime) -> None:
+        """The region stage's decision: the station's level-3 grid (as for an alarm read from the
+        alarms topic), or the region's task, dispatched by the first alarm that needs it."""
+        if cmd.region is None:
+            await self.on_alarm(cmd.alarm, now)
+            return
+        region, alarm = cmd.region, cmd.alarm
+        key = cmd.station_id
+        open_id = self.station_open.get(key)
+        if open_id:
+            await self.send_pending(open_id)
+        current = self.task(open_id) if open_id else None
+        if current is None or not current.is_open:
+            task_id = machine.task_id_for(region.episode)
+            existing = self.task(task_id)
+            if existing is not None:  # a replay, or this episode's task closed already
+                if existing.is_open and open_id != task_id:
+                    self.station_open[key] = task_id
+                await self.send_pending(task_id)
+                current = existing
+            else:
+                chain = Lineage(l3=region.grid, l2=region.grid, l1=region.parent or region.grid)
+                name = self.policies.regional.policy
+                policy = self.policies.policies[name] if name else self.policies.choose("major", False)
+                task, event = machine.dispatch(region.episode, chain, policy, now, level=region.level)
+                self.stage(task, [event])
+                current = task
+        if alarm.alarm_id == region.episode.alarm_id:
+            return
+        if not current.is_open:  # the region's task of this episode was closed: nothing to join
+            log.warning("alarm %s: the region task %s is closed; not joined", alarm.alarm_id, current.task_id)
+            return
+        task, events = machine.join(current, alarm, now)
+        if events:
+            self.stage(task, events)
 
     async def on_deadline(self, cmd: DeadlineCommand, now: datetime) -> None:
         await self.send_pending(cmd.task_id)

@@ -20,6 +20,7 @@ from typing import Any
 import faust
 
 from airgrid.config.settings import Settings
+from airgrid.domain.regional import region_of
 from airgrid.kafka.follow import follow
 from airgrid.kafka.readback import published_ids
 from airgrid.kafka.topics import TABLES, TopicNames
@@ -36,6 +37,7 @@ from airgrid.stages.feedback import FeedbackIntake
 from airgrid.stages.ingest import Ingest, SilenceSweep, StateLost
 from airgrid.stages.owner import TaskOwner
 from airgrid.stages.ports import Delivery
+from airgrid.stages.regions import RegionStage, RegionSweep
 from airgrid.stages.warnings import WarningsFollower
 from airgrid.worker.retry import Retrier
 from airgrid.worker.web import Views
@@ -56,6 +58,8 @@ class Bound:
     intake: FeedbackIntake
     sweeper: DeadlineSweeper
     warnings: WarningsFollower
+    regions: RegionStage
+    region_sweep: RegionSweep
     guard: TableGuard
     projection: SinkRunner | None
 
@@ -109,8 +113,15 @@ def create_app(
         task_commands=topic(names.task_commands),
         station_commands=topic(names.station_commands),
         commands_dlq=topic(names.commands_dlq),
+        region_inputs=topic(names.region_inputs),
+        regions=topic(names.regions),
     )
-    tables = Tables(stations=table("stations"), tasks=table("tasks"), station_open=table("station-open-task"))
+    tables = Tables(
+        stations=table("stations"),
+        tasks=table("tasks"),
+        station_open=table("station-open-task"),
+        regions=table("regions"),
+    )
     if set(app.tables) != set(TABLES):  # ensure_topics creates the changelogs of TABLES
         raise RuntimeError(f"tables {sorted(app.tables)} differ from the catalogue {sorted(TABLES)}")
     w = Wiring.build(s, topics, tables, metrics=metrics, clock=clock)
@@ -120,6 +131,7 @@ def create_app(
     _bind_ingest(app, w, bound, retrier)
     _bind_owner(app, w, bound, retrier)
     _bind_feedback(app, w, bound, retrier)
+    _bind_regions(app, w, bound, retrier)
     _bind_timers(app, w, bound)
     _bind_tasks(app, w, bound)
     views = Views(app, s.app_id, w.metrics, bound.guard)
@@ -163,6 +175,8 @@ def _stages(app: Any, w: Wiring) -> Bound:
         checkpoint_s=s.checkpoint_interval_seconds,
         checkpoint_max=s.checkpoint_max_readings,
         cache_max=s.state_cache_stations,
+        region_of=_region_of(w),
+        region_inputs=t.region_inputs if w.regional is not None else None,
     )
 
     sweeper = DeadlineSweeper(
@@ -199,6 +213,7 @@ def _stages(app: Any, w: Wiring) -> Bound:
         current_event=event_now,
         writing_as=writing_as,
         stored=sweeper.note,
+        regional=w.regional is not None,
     )
     intake = FeedbackIntake(
         rejected=t.feedback_rejected,
@@ -214,6 +229,7 @@ def _stages(app: Any, w: Wiring) -> Bound:
             "stations": (n.readings, n.station_commands),
             "tasks": (n.alarms, n.task_commands),
             "station-open-task": (n.alarms, n.task_commands),
+            "regions": (n.region_inputs,),
         },
         partitions=s.topic_partitions,
         metrics=w.metrics,
@@ -223,6 +239,18 @@ def _stages(app: Any, w: Wiring) -> Bound:
         engine = make_engine(s.sqlalchemy_url, statement_timeout=s.projection_statement_timeout_seconds)
         sink = ProjectionSink(SqlProjection(engine, zone=s.zone), n)
         projection = SinkRunner(sink, s, w.metrics, stopping=lambda: bool(app.should_stop))
+    regions = RegionStage(
+        regions=tb.regions,
+        records=t.regions,
+        alarms=t.alarms,
+        commands=t.task_commands,
+        commands_dlq=t.commands_dlq,
+        logic=w.regional,
+        rulebook=w.rulebook,
+        warnings=w.warnings,
+        metrics=w.metrics,
+        clock=w.clock,
+    )
     return Bound(
         wiring=w,
         ingest=ingest,
@@ -231,6 +259,8 @@ def _stages(app: Any, w: Wiring) -> Bound:
         intake=intake,
         sweeper=sweeper,
         warnings=WarningsFollower(w.board),
+        regions=regions,
+        region_sweep=RegionSweep(regions, t.region_inputs),
         guard=guard,
         projection=projection,
     )
@@ -315,6 +345,26 @@ def _bind_feedback(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
     app.agent(source, name="airgrid.feedback", concurrency=1)(intake)
 
 
+def _bind_regions(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
+    source = app.topic(w.names.region_inputs, partitions=w.settings.topic_partitions, **RAW)
+
+    async def regions(stream: Any) -> None:
+        async for event in stream.events():
+            msg = delivery(event)
+            await retrier.run("regions", event, lambda: b.regions.handle(msg))  # noqa: B023
+
+    app.agent(source, name="airgrid.regions", concurrency=1)(regions)
+
+
+def _region_of(w: Wiring) -> Callable[[str], str | None] | None:
+    """Station -> its region (the rules' [regional] level), from the directory."""
+    if w.regional is None:
+        return None
+    level = w.regional.cfg.level
+    directory = w.directory
+    return lambda station: region_of(directory, station, level)
+
+
 def _bind_timers(app: Any, w: Wiring, b: Bound) -> None:
     """Timers never write tables: each emits commands the agents apply (or only reads)."""
 
@@ -332,6 +382,9 @@ def _bind_timers(app: Any, w: Wiring, b: Bound) -> None:
     app.timer(w.settings.sweep_interval_seconds, name="airgrid.sweeper")(counted("sweeper", b.sweeper.sweep))
     if (every := b.silence.interval_s) is not None:
         app.timer(every, name="airgrid.silence")(counted("silence", b.silence.sweep))
+    if w.regional is not None:
+        sweep = b.region_sweep
+        app.timer(sweep.interval_s, name="airgrid.region_sweep")(counted("regions", sweep.sweep))
 
     async def guard_tables() -> None:
         await b.guard.check(asyncio.get_running_loop().time())

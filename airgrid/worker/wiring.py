@@ -18,6 +18,7 @@ from airgrid.domain.detection.warnings import StationWarnings, WarningBoard
 from airgrid.domain.directory import Directory
 from airgrid.domain.escalation import PolicyBook, load_policy_book
 from airgrid.domain.intake import Limits
+from airgrid.domain.regional import RegionLogic, members
 from airgrid.domain.rules import RuleCatalogue, load_rules
 from airgrid.kafka.topics import TopicNames
 from airgrid.metrics import Metrics
@@ -40,6 +41,8 @@ class Topics:
     task_commands: Outlet
     station_commands: Outlet
     commands_dlq: Outlet
+    region_inputs: Outlet
+    regions: Outlet
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Tables:
     stations: Table  # station id -> detection state (ingest)
     tasks: Table  # task id -> task, with its pending events (owner)
     station_open: Table  # station id -> its open task's id (owner)
+    regions: Table  # region id -> regional state (region stage)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Wiring:
     clock: Clock
     topics: Topics
     tables: Tables
+    regional: RegionLogic | None = None  # the rules' [regional] section (None: off)
 
     @classmethod
     def build(
@@ -81,13 +86,14 @@ class Wiring:
         metrics = metrics or Metrics()
         metrics.initialise(directory, rules)  # every known series at 0 from the start
         board = WarningBoard()
+        policies = load_policy_book(settings.policy_file)
         return cls(
             settings=settings,
             names=TopicNames.of(settings),
             directory=directory,
             rules=rules,
             rulebook=RuleBook(rules, grace_s=settings.late_grace_seconds, aqi_standard=settings.aqi_standard),
-            policies=load_policy_book(settings.policy_file),
+            policies=policies,
             board=board,
             warnings=StationWarnings(board, directory, clock),
             limits=Limits.of(settings),
@@ -95,4 +101,14 @@ class Wiring:
             clock=clock,
             topics=topics,
             tables=tables,
+            regional=region_logic(rules, directory, policies),
         )
+
+
+def region_logic(rules: RuleCatalogue, directory: Directory, policies: PolicyBook) -> RegionLogic | None:
+    """The regional logic of the rules' ``[regional]`` section, for the directory's regions."""
+    cfg = rules.regional
+    if cfg is None:
+        return None
+    parents = {g.id: g.parent for g in directory.grids.values() if g.level == cfg.level}
+    return RegionLogic(cfg, members(directory, cfg.level), policies.regional.dispatch, parents)

@@ -283,7 +283,8 @@ def test_the_binding_connects_every_stage_once(tmp_path: Path) -> None:
     settings = load_settings(store="memory", data_dir=tmp_path, topic_prefix="x.")
     app = create_app(settings)
     bound = app.airgrid
-    assert {a.name for a in app.agents.values()} == {"airgrid.ingest", "airgrid.owner", "airgrid.feedback"}
+    agents = {"airgrid.ingest", "airgrid.owner", "airgrid.feedback", "airgrid.regions"}
+    assert {a.name for a in app.agents.values()} == agents
     assert all(a.concurrency == 1 for a in app.agents.values())
     tasks = [getattr(t, "__qualname__", "") for t in app._app_tasks]  # timers are tasks too
     timers = ["sweeper_pass", "silence_pass", "_bind_timers.<locals>.guard_tables"]
