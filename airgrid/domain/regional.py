@@ -17,9 +17,13 @@ exist. For each closed hour the region stage collects the hourly values of the r
   still goes to ``level3``, any other goes to the region's one task (``dispatch = "level2"`` or
   ``"level1"``) or to nobody (``"none"``; subscribers still see the alarm).
 
-An hour is complete when every station of the region reported it, or a station reported an hour
-``wait_hours`` later (event time), or, by the wall clock, ``wait_hours`` plus ``TICK_GRACE_S``
-after its first input arrived (a region whose stations all fell silent). A station hour that
+An hour is complete, in order, when every active station reported it or a later hour. Active: a
+station whose last input arrived less than ``wait_hours`` ago by the wall clock (a silent station
+is waited for that long, then no more); before the region's first hour completes, every station of
+the directory is waited for, up to ``wait_hours`` after the hour's first input. Arrival, not event
+time, decides who is waited for: the stations' hours arrive out of order across the readings'
+partitions, by hours during a backlog, and a station behind the others must not be left out. The
+region sweep's ``tick`` re-checks open hours as stations fall silent. A station hour that
 arrives after its hour completed is ``late``: counted, not used; an alarm of such an hour is
 decided at once, with the episode verdict that hour had.
 """
@@ -41,7 +45,7 @@ from airgrid.domain.rules import Regional
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.regions import DispatchAction, DispatchDecision, RegionHour, RegionTask
 
-TICK_GRACE_S = 600.0  # beyond wait_hours, by the wall clock
+TICK_AFTER_S = 60.0  # the sweep re-checks a region whose oldest open hour waited this long
 VERDICT_HOURS = 72  # episode verdicts kept for alarms that arrive after their hour completed
 REGIONAL_RULE = "regional_episode"
 RegionalDispatch = Literal["level3", "level2", "level1", "none"]
@@ -94,6 +98,8 @@ class RegionState:
     first_seen: dict[int, float] = field(default_factory=dict)  # wall clock of an hour's first input
     done: int | None = None  # newest completed hour
     newest: int | None = None  # newest hour any station reported
+    latest: dict[str, int] = field(default_factory=dict)  # station -> its newest hour reported
+    arrived: dict[str, float] = field(default_factory=dict)  # station -> wall clock of its last input
     # hour -> the start of the regional episode that held after it (None: none), recent hours
     verdicts: dict[int, float | None] = field(default_factory=dict)
     runs: dict[str, dict[str, int]] = field(default_factory=dict)  # station -> rule -> hours
@@ -109,6 +115,8 @@ class RegionState:
             "fs": {str(h): v for h, v in self.first_seen.items()},
             "d": self.done,
             "n": self.newest,
+            "l": self.latest,
+            "a": self.arrived,
             "v": {str(h): v for h, v in self.verdicts.items()},
             "r": self.runs,
             "e": {s: episodes_to_json(e) for s, e in self.episodes.items()},
@@ -126,6 +134,8 @@ class RegionState:
             first_seen={int(h): float(v) for h, v in raw.get("fs", {}).items()},
             done=raw.get("d"),
             newest=raw.get("n"),
+            latest=dict(raw.get("l", {})),
+            arrived=dict(raw.get("a", {})),
             verdicts={int(h): v for h, v in raw.get("v", {}).items()},
             runs={s: dict(v) for s, v in raw.get("r", {}).items()},
             episodes={s: episodes_from_json(e) for s, e in raw.get("e", {}).items()},
@@ -184,7 +194,9 @@ class RegionLogic:
         now_ts: float,
     ) -> Outcome:
         out = Outcome()
+        state.arrived[station] = now_ts
         if state.done is not None and hour <= state.done:
+            state.latest[station] = max(hour, state.latest.get(station, hour))  # waited for next
             out.late = 1
             return out
         slot = state.hours.setdefault(hour, {})
@@ -194,11 +206,30 @@ class RegionLogic:
         slot[station] = {p: float(v) for p, v in values.items() if p in self.cfg.pollutants}
         state.first_seen.setdefault(hour, now_ts)
         state.newest = hour if state.newest is None else max(state.newest, hour)
-        target = state.newest - self.cfg.wait_hours
-        if len(slot) >= self.sizes.get(region, 0):
-            target = max(target, hour)
-        self._complete(state, region, target, rules, now_ts, out)
+        state.latest[station] = max(hour, state.latest.get(station, hour))
+        self._complete_ready(state, region, rules, now_ts, out)
         return out
+
+    def _complete_ready(
+        self, state: RegionState, region: str, rules: RuleSet, now_ts: float, out: Outcome
+    ) -> None:
+        target = None
+        for h in sorted({*state.hours, *state.pending}):
+            if not self.complete(state, region, h, now_ts):
+                break
+            target = h
+        if target is not None:
+            self._complete(state, region, target, rules, now_ts, out)
+
+    def complete(self, state: RegionState, region: str, h: int, now_ts: float) -> bool:
+        """Every active station reported hour ``h`` or a later one (see the module)."""
+        wait = self.cfg.wait_hours * HOUR
+        if state.done is None and now_ts - state.first_seen.get(h, now_ts) < wait:
+            reported = sum(1 for latest in state.latest.values() if latest >= h)
+            if reported < self.sizes.get(region, 0):
+                return False
+        active = (s for s, at in state.arrived.items() if now_ts - at < wait)
+        return all(state.latest.get(s, h) >= h for s in active)
 
     def add_alarm(
         self, state: RegionState, region: str, hour: int, alarm: AlarmEvent, rules: RuleSet, now_ts: float
@@ -216,18 +247,16 @@ class RegionLogic:
         return out
 
     def tick(self, state: RegionState, region: str, rules: RuleSet, now_ts: float) -> Outcome:
-        """Complete every hour whose first input waited too long by the wall clock."""
+        """Complete the open hours that no active station holds back any more (the stations
+        they waited for fell silent)."""
         out = Outcome()
-        limit = self.cfg.wait_hours * HOUR + TICK_GRACE_S
-        overdue = [h for h, seen in state.first_seen.items() if now_ts - seen >= limit]
-        if overdue:
-            self._complete(state, region, max(overdue), rules, now_ts, out)
+        self._complete_ready(state, region, rules, now_ts, out)
         return out
 
     def tick_due(self, state: RegionState, now_ts: float) -> bool:
-        """Cheap look for the sweep: would ``tick`` complete an hour now?"""
-        limit = self.cfg.wait_hours * HOUR + TICK_GRACE_S
-        return any(now_ts - seen >= limit for seen in state.first_seen.values())
+        """Cheap look for the sweep: an hour open for ``TICK_AFTER_S`` may be held back by a
+        station that fell silent since."""
+        return any(now_ts - seen >= TICK_AFTER_S for seen in state.first_seen.values())
 
     # --- completion -------------------------------------------------------------------------
 

@@ -247,12 +247,12 @@ class Regional(BaseModel):
     trim: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: share cut at each end")
     min_stations: int = Field(3, ge=1, le=10_000, description="fewer valid values: no background")
     wait_hours: int = Field(
-        1,
+        2,
         ge=1,
         le=24,
-        description="an hour is complete when every station of the region reported it, or when a "
-        "station reported an hour this many hours later (event time), or after wait_hours + 10 "
-        "minutes of wall-clock time",
+        description="an hour is complete when every active station of the region reported it or a "
+        "later one; a station whose last input arrived this long ago (wall clock) is not waited for "
+        "(longer than the stations' reporting interval: an hourly station speaks once an hour)",
     )
     episode: RegionalEpisode = Field(default_factory=RegionalEpisode)
 

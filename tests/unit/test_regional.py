@@ -8,7 +8,7 @@ import pytest
 
 from airgrid.domain.detection.compiled import RuleSet, compile_rules
 from airgrid.domain.regional import (
-    TICK_GRACE_S,
+    TICK_AFTER_S,
     Outcome,
     RegionLogic,
     RegionState,
@@ -118,29 +118,45 @@ def test_hour_completes_when_every_station_reported() -> None:
     assert late.late == 1 and late.empty
 
 
-def test_hour_completes_without_a_silent_station_after_wait_hours() -> None:
+def test_a_silent_station_is_waited_for_wait_hours_by_the_wall_clock_then_not() -> None:
     lg, rs = logic()
     st = RegionState()
-    for station in STATIONS[:4]:
-        lg.add_hour(st, "R", station, H0, {"pm25": 40.0}, rs, 0.0)
-    assert st.done is None
-    out = lg.add_hour(st, "R", "S1", H0 + 1, {"pm25": 40.0}, rs, 0.0)  # wait_hours = 1
-    assert [r.hour_start.timestamp() for r in out.hours] == [H0 * 3600]
-    assert out.hours[0].reporting == 4
+    hour_of(lg, rs, st, H0 - 1, dict.fromkeys(STATIONS, 40.0))  # at H0 by the clock
+    now = H0 * 3600.0
+    for station in STATIONS[:4]:  # S5 falls silent
+        assert not lg.add_hour(st, "R", station, H0, {"pm25": 40.0}, rs, now + 60).hours
+    lg.add_alarm(st, "R", H0, alarm("S1", H0), rs, now + 60)
+    assert lg.tick_due(st, now + 60 + TICK_AFTER_S)
+    assert lg.tick(st, "R", rs, now + 7199).empty  # S5 is still waited for
+    out = lg.tick(st, "R", rs, now + 7200)  # two hours without a word from S5 (wait_hours)
+    assert [(r.hour_start.timestamp(), r.reporting) for r in out.hours] == [(H0 * 3600, 4)]
+    assert [d.action for d in out.decisions] == ["level3"]
+    assert not lg.tick_due(st, now + 9000)  # nothing open any more
 
 
-def test_tick_completes_an_hour_that_waited_by_the_wall_clock() -> None:
+def test_stations_far_behind_by_event_time_are_waited_for_while_their_data_arrives() -> None:
+    """A backlog read from several partitions: one station's hours arrive hours ahead of the
+    others'; the region waits for every station that is still sending."""
     lg, rs = logic()
     st = RegionState()
-    lg.add_hour(st, "R", "S1", H0, {"pm25": 40.0}, rs, 1000.0)
-    lg.add_alarm(st, "R", H0, alarm("S1", H0), rs, 1000.0)
-    assert not lg.tick_due(st, 1000.0 + 3600 + TICK_GRACE_S - 1)
-    assert lg.tick(st, "R", rs, 1000.0 + 3600).empty
-    now = 1000.0 + 3600 + TICK_GRACE_S
-    assert lg.tick_due(st, now)
-    out = lg.tick(st, "R", rs, now)
-    assert [d.action for d in out.decisions] == ["level3"]  # too few stations for an episode
-    assert out.hours[0].background == {} and out.hours[0].share_above is None
+    hour_of(lg, rs, st, H0 - 1, dict.fromkeys(STATIONS, 40.0))
+    for h in range(H0, H0 + 3):
+        assert not lg.add_hour(st, "R", "S1", h, {"pm25": 40.0}, rs, 10.0).hours
+    for station in STATIONS[1:-1]:
+        for h in range(H0, H0 + 3):
+            assert not lg.add_hour(st, "R", station, h, {"pm25": 40.0}, rs, 10.0).hours
+    out = lg.add_hour(st, "R", "S5", H0, {"pm25": 40.0}, rs, 10.0)
+    assert [(r.hour_start.timestamp(), r.reporting) for r in out.hours] == [(H0 * 3600, 5)]
+
+
+def test_a_new_region_waits_for_every_station_of_the_directory_up_to_wait_hours() -> None:
+    lg, rs = logic()
+    st = RegionState()
+    for station in STATIONS[:3]:
+        assert not lg.add_hour(st, "R", station, H0, {"pm25": 40.0}, rs, 0.0).hours
+    assert lg.tick(st, "R", rs, 7199.0).empty
+    (record,) = lg.tick(st, "R", rs, 7200.0).hours
+    assert record.reporting == 3 and record.background == {"pm25": 40.0}
 
 
 def test_regional_episode_suppresses_level3_dispatch_but_not_local_excess() -> None:
@@ -215,10 +231,11 @@ def test_an_alarm_after_its_hour_completed_gets_that_hours_verdict() -> None:
 def test_replays_change_nothing_and_the_state_survives_json() -> None:
     lg, rs = logic("none")
     st = RegionState()
-    lg.add_hour(st, "R", "S1", H0, {"pm25": 120.0}, rs, 0.0)
-    lg.add_alarm(st, "R", H0, alarm("S1", H0), rs, 0.0)
-    assert lg.add_hour(st, "R", "S1", H0, {"pm25": 120.0}, rs, 0.0).duplicate == 1
-    assert lg.add_alarm(st, "R", H0, alarm("S1", H0), rs, 0.0).duplicate == 1
+    now = (H0 + 1) * 3600.0
+    lg.add_hour(st, "R", "S1", H0, {"pm25": 120.0}, rs, now)
+    lg.add_alarm(st, "R", H0, alarm("S1", H0), rs, now)
+    assert lg.add_hour(st, "R", "S1", H0, {"pm25": 120.0}, rs, now).duplicate == 1
+    assert lg.add_alarm(st, "R", H0, alarm("S1", H0), rs, now).duplicate == 1
     back = RegionState.from_json(st.to_json())
     assert back == st
     out = hour_of(lg, rs, back, H0, {s: 120.0 for s in STATIONS[1:]})

@@ -508,3 +508,36 @@ async def test_the_sweeper_reads_a_task_only_when_it_is_due_and_follows_the_owne
     before = owner.m.sweeper_rebuilds._value.get()
     await sweeper.sweep()
     assert owner.m.sweeper_rebuilds._value.get() == before + 1
+
+
+async def test_with_the_regional_logic_the_region_stage_dispatches_and_a_region_task_is_joined(
+    owner: TaskOwner,
+) -> None:
+    from airgrid.domain.tasks import authorise
+    from airgrid.models.regions import DispatchCommand, RegionTask
+
+    owner.regional = True
+    await deliver(owner, ALARMS, alarm("ST001"))
+    assert events(owner) == []  # the alarms topic itself dispatches nothing now
+    episode = alarm("L2-0101").model_copy(
+        update={"alarm_id": "L2-0101:regional_episode:x", "rule_id": "regional_episode"}
+    )
+    region = RegionTask(grid="L2-0101", level=2, parent="L1-01", episode=episode)
+    first = DispatchCommand(station_id="L2-0101", alarm=episode, region=region)
+    await deliver(owner, COMMANDS, first)
+    await deliver(owner, COMMANDS, first)  # a replay changes nothing
+    member = DispatchCommand(station_id="L2-0101", alarm=alarm("ST001"), region=region)
+    await deliver(owner, COMMANDS, member)
+    got = events(owner)
+    assert [(e["type"], e["level"], e["grid_id"]) for e in got] == [
+        ("dispatched", 2, "L2-0101"),
+        ("alarm_joined", 2, "L2-0101"),
+    ]
+    task = owner.task(got[0]["task_id"])
+    assert task is not None and task.station_id == "L2-0101"
+    assert task.alarm_ids == ("L2-0101:regional_episode:x", "ST001:pm25_1h_exceedance:1")
+    assert [s.level for s in task.schedule if s.action == "escalate"] == [1]  # level 2 -> 1 only
+    assert authorise(task, "acknowledge", 2, "L2-0101") is None
+    assert authorise(task, "acknowledge", 3, "L3-010102") is not None  # not a level-3 task
+    await deliver(owner, COMMANDS, DispatchCommand(station_id="ST005", alarm=alarm("ST005")))
+    assert [(e["type"], e["level"], e["station_id"]) for e in events(owner)][-1] == ("dispatched", 3, "ST005")
