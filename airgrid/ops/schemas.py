@@ -13,6 +13,7 @@ from airgrid.models.alarms import AlarmEvent
 from airgrid.models.dlq import DeadLetter
 from airgrid.models.feedback import Feedback, FeedbackRejected
 from airgrid.models.readings import Reading
+from airgrid.models.regions import DispatchDecision, RegionHour
 from airgrid.models.tasks import TaskEvent
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -20,6 +21,7 @@ BASE_ID = "https://airgrid.invalid/schemas/"
 
 # name -> (model, topic, mode): inputs are validated as airgrid reads them; outputs are described
 # as airgrid writes them (every field present).
+
 CONTRACTS: dict[str, tuple[type[BaseModel], str, str]] = {
     "reading": (Reading, "readings", "validation"),
     "alarm-event": (AlarmEvent, "alarms", "serialization"),
@@ -27,6 +29,8 @@ CONTRACTS: dict[str, tuple[type[BaseModel], str, str]] = {
     "feedback": (Feedback, "feedback", "validation"),
     "feedback-rejected": (FeedbackRejected, "feedback.rejected", "serialization"),
     "dead-letter": (DeadLetter, "readings.dlq", "serialization"),
+    "region-hour": (RegionHour, "regions", "serialization"),
+    "dispatch-decision": (DispatchDecision, "regions", "serialization"),
 }
 
 
