@@ -146,6 +146,13 @@ class Metrics:
             ["episode"],
             registry=r,
         )
+        self.supervision = Counter(
+            "airgrid_supervision_tasks_total",
+            "Supervision task requests applied by the owner, by duty and outcome (created; exists: "
+            "asked again, it was created before; stale: the grid or duty is gone)",
+            ["duty", "outcome"],
+            registry=r,
+        )
         self.owner_batch = Histogram(
             "airgrid_owner_batch_changes",
             "Task changes made durable by one flush of the owner (its group commit)",
@@ -263,6 +270,9 @@ class Metrics:
             self.region_dispatch.labels(action)
         for held in ("true", "false"):
             self.region_hours.labels(held)
+        for duty in ("patrol", "dispatch_review", "report"):
+            for outcome in ("created", "exists", "stale"):
+                self.supervision.labels(duty, outcome)
         l1 = sorted(g.id for g in directory.grids.values() if g.level == 1)
         self._open_keys = {(grid, state) for grid in l1 for state in OPEN_STATES}
         self.set_open_tasks({})

@@ -246,6 +246,7 @@ class Worker:
             AIRGRID_DATA_DIR=str(data_dir),
             AIRGRID_WEB_PORT=str(web_port),
             AIRGRID_GRID_FILE=str(grid_file),
+            AIRGRID_SUPERVISION_ENABLED="false",  # measured alone: no scheduled patrol tasks
         )
         env.update(EXTRA_ENV)
         env.update(extra)

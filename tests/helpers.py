@@ -62,6 +62,8 @@ def worker_env(bootstrap: str, uid: str, data_dir: Path, **extra: str) -> dict[s
         AIRGRID_WEB_PORT=str(free_port()),
         AIRGRID_SWEEP_INTERVAL_SECONDS="0.2",
         AIRGRID_PROJECTION_WITHIN_SECONDS="0.1",
+        # the shipped policy's weekly patrols etc. would add a thousand tasks to every test
+        AIRGRID_SUPERVISION_ENABLED="false",
     )
     env.update(extra)
     return env

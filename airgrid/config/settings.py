@@ -93,6 +93,9 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL of the projection; default sqlite in data_dir"
     )
     projection_enabled: bool = Field(True, description="run the SQL projection in this worker")
+    supervision_enabled: bool = Field(
+        True, description="create the scheduled supervision tasks of the policy's [supervision]"
+    )
     projection_batch: int = Field(500, ge=1, le=100_000, description="max events per SQL write")
     projection_within_seconds: float = Field(
         0.2, gt=0, le=60, description="max wait to fill a projection batch"

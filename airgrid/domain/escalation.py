@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from airgrid.domain.supervision import Supervision
 from airgrid.models.common import Severity
 from airgrid.models.tasks import Step
 from airgrid.models.warnings import WarningLevel
@@ -77,10 +78,13 @@ class PolicyBook(BaseModel):
     policies: dict[str, Policy]
     select: tuple[Selector, ...] = ()
     regional: RegionalPolicy = Field(default_factory=RegionalPolicy)
+    supervision: Supervision = Field(default_factory=Supervision)
 
     @model_validator(mode="after")
     def _names_exist(self) -> PolicyBook:
-        extra = (self.regional.policy,) if self.regional.policy else ()
+        extra = tuple(
+            p for p in (self.regional.policy, *(d.policy for _, d in self.supervision.duties())) if p
+        )
         for name in (self.default, *(s.policy for s in self.select), *extra):
             if name not in self.policies:
                 raise ValueError(f"policy {name!r} is not defined under [policies]")

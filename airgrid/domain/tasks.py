@@ -15,6 +15,7 @@ from airgrid.models.tasks import (
     Task,
     TaskEvent,
     TaskEventType,
+    TaskKind,
     TaskState,
 )
 
@@ -72,10 +73,14 @@ def station_of_task(task_id: str) -> str | None:
     if not task_id.startswith("T-"):
         return None
     station, sep, stamp = task_id[2:].rpartition("-")
-    return station if sep and station and stamp.isdigit() else None
+    # an alarm's or a region's task: the opening minute; a supervision task: P, R or Q before it
+    digits = stamp[1:] if stamp[:1] in ("P", "R", "Q") else stamp
+    return station if sep and station and digits.isdigit() else None
 
 
 def _event(task: Task, etype: TaskEventType, at: datetime, **extra: Any) -> TaskEvent:
+    if task.kind != "alarm":
+        extra |= {"kind": task.kind, "period_start": task.period_start, "period_end": task.period_end}
     return TaskEvent(
         event_id=f"{task.task_id}:{task.version}",
         task_id=task.task_id,
@@ -135,6 +140,46 @@ def dispatch(
     return task, _event(
         task, "dispatched", now, alarm_id=alarm.alarm_id, note=alarm.rule_id, co_notified=co_notified
     )
+
+
+def supervise(
+    task_id: str,
+    grid: str,
+    kind: TaskKind,
+    lineage: Lineage,
+    level: int,
+    period: tuple[datetime, datetime],
+    policy: Policy,
+    severity: str,
+    now: datetime,
+) -> tuple[Task, TaskEvent]:
+    """A scheduled supervision task of ``grid`` for ``period``: due at the period's end, with
+    the policy's reminders before it and escalation after it (from the grid's own level)."""
+    start, end = period
+    due_in = max(60.0, (end - now).total_seconds())
+    deadline, steps = build_schedule(
+        policy.model_copy(update={"feedback_deadline_s": due_in}), now, level, ack=True
+    )
+    task = Task(
+        task_id=task_id,
+        station_id=grid,
+        state="dispatched",
+        version=1,
+        severity=severity,  # type: ignore[arg-type]
+        lineage=lineage,
+        level=level,  # type: ignore[arg-type]
+        policy=policy.name,
+        alarm_ids=(),
+        created_at=now,
+        updated_at=now,
+        deadline_at=deadline,
+        schedule=steps,
+        schedule_id=1,
+        kind=kind,
+        period_start=start,
+        period_end=end,
+    )
+    return task, _event(task, "dispatched", now, note=f"{kind} {start.date().isoformat()}")
 
 
 def join(task: Task, alarm: AlarmEvent, now: datetime) -> tuple[Task, list[TaskEvent]]:

@@ -33,6 +33,11 @@ TaskEventType = Literal[
     "closed",
 ]
 StepAction = Literal["remind", "escalate"]
+# what a task is for: an alarm (dispatched by detection) or a scheduled supervision duty
+# (issue 17: level-3 grids patrol weekly, level-2 grids review dispatch monthly, level-1 grids
+# report quarterly; policy.toml [supervision])
+TaskKind = Literal["alarm", "patrol", "dispatch_review", "report"]
+SUPERVISION_KINDS: tuple[TaskKind, ...] = ("patrol", "dispatch_review", "report")
 
 
 class Lineage(Message):
@@ -90,6 +95,9 @@ class Task(Message):
     outbox: tuple[str, ...] = Field(
         (), description="events of this version not yet known to be published (JSON); see the owner"
     )
+    kind: TaskKind = Field("alarm", description="an alarm's task, or a scheduled supervision duty")
+    period_start: Timestamp | None = Field(None, description="a supervision task: its period")
+    period_end: Timestamp | None = None
 
     @property
     def grid_id(self) -> GridId:
@@ -125,6 +133,13 @@ class TaskEvent(Message):
         (), description="on dispatched: other level-3 grids told of the task (neighbours)"
     )
     note: str = ""
+    kind: TaskKind = Field(
+        "alarm",
+        description="alarm: a task dispatched for alarms (station_id: the station); patrol, "
+        "dispatch_review, report: a scheduled supervision task of the grid station_id names",
+    )
+    period_start: Timestamp | None = Field(None, description="a supervision task: the period it covers")
+    period_end: Timestamp | None = None
 
 
 class DeadlineCommand(Message):
@@ -147,6 +162,18 @@ class OutboxCommand(Message):
     task_id: TaskId
     station_id: StationId
     version: int
+    issued_at: Timestamp
+
+
+class SuperviseCommand(Message):
+    """Emitted by the supervision scheduler (a timer), applied by the owner of the grid: create
+    the grid's supervision task of the period, unless it exists (exactly once per grid and period)."""
+
+    kind: Literal["supervise"] = "supervise"
+    station_id: StationId = Field(description="the grid, the owner's key")
+    duty: TaskKind
+    period_start: Timestamp
+    period_end: Timestamp
     issued_at: Timestamp
 
 

@@ -40,12 +40,21 @@ from airgrid.domain import tasks as machine
 from airgrid.domain.detection.warnings import StationWarnings
 from airgrid.domain.directory import Directory
 from airgrid.domain.escalation import PolicyBook
+from airgrid.domain.supervision import lineage_of_grid, supervision_task_id
 from airgrid.metrics import Metrics
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.codecs import encode, first_line, rejection
 from airgrid.models.dlq import Origin
 from airgrid.models.regions import DispatchCommand
-from airgrid.models.tasks import DeadlineCommand, FeedbackCommand, Lineage, OutboxCommand, Task, TaskEvent
+from airgrid.models.tasks import (
+    DeadlineCommand,
+    FeedbackCommand,
+    Lineage,
+    OutboxCommand,
+    SuperviseCommand,
+    Task,
+    TaskEvent,
+)
 from airgrid.stages.ports import Clock, Delivery, Outlet, Table, refuse
 
 log = logging.getLogger(__name__)
@@ -149,6 +158,9 @@ class TaskOwner:
         if kind == "dispatch":
             dispatch = DispatchCommand.model_validate(data)
             return lambda now: self.on_dispatch(dispatch, now)
+        if kind == "supervise":
+            supervise = SuperviseCommand.model_validate(data)
+            return lambda now: self.on_supervise(supervise, now)
         feedback = FeedbackCommand.model_validate(data)
         return lambda now: self.on_feedback(feedback, now)
 
@@ -169,8 +181,9 @@ class TaskOwner:
         if not self.order:
             self.first_staged_at = asyncio.get_running_loop().time()
         station = task.station_id
-        if task.is_open and self.station_open.get(station) != task.task_id:
-            self.station_open[station] = task.task_id
+        pointer = pointer_key(task)
+        if task.is_open and self.station_open.get(pointer) != task.task_id:
+            self.station_open[pointer] = task.task_id
         before = self.staged.get(task.task_id)
         pending = before[0].outbox if before is not None else ()
         payloads = tuple(encode(ev).decode() for ev in events)
@@ -212,8 +225,9 @@ class TaskOwner:
         settled = task.model_copy(update={"outbox": ()})
         self.tasks[task.task_id] = settled.model_dump(mode="json")
         self.stored(settled)
-        if not task.is_open and self.station_open.get(task.station_id) == task.task_id:
-            self.station_open.pop(task.station_id, None)
+        pointer = pointer_key(task)
+        if not task.is_open and self.station_open.get(pointer) == task.task_id:
+            self.station_open.pop(pointer, None)
 
     async def publish(self, messages: Iterable[tuple[str, str]]) -> None:
         """Send (station, payload) pairs in order, keyed by station (each station's events keep
@@ -321,6 +335,34 @@ class TaskOwner:
         if events:
             self.stage(task, events)
 
+    async def on_supervise(self, cmd: SuperviseCommand, now: datetime) -> None:
+        """The scheduler asks for a grid's supervision task of a period: created once."""
+        task_id = supervision_task_id(cmd.station_id, cmd.duty, cmd.period_start)
+        if self.task(task_id) is not None:
+            await self.send_pending(task_id)
+            self.m.supervision.labels(cmd.duty, "exists").inc()
+            return
+        grid = self.directory.grids.get(cmd.station_id)
+        duty = getattr(self.policies.supervision, cmd.duty, None)
+        if grid is None or duty is None:  # the directory or the policy changed since it was sent
+            self.m.supervision.labels(cmd.duty, "stale").inc()
+            return
+        name = duty.policy
+        policy = self.policies.policies[name] if name else self.policies.choose(duty.severity, grid.key)
+        task, event = machine.supervise(
+            task_id,
+            grid.id,
+            cmd.duty,
+            lineage_of_grid(self.directory, grid.id),
+            grid.level,
+            (cmd.period_start, cmd.period_end),
+            policy,
+            duty.severity,
+            now,
+        )
+        self.m.supervision.labels(cmd.duty, "created").inc()
+        self.stage(task, [event])
+
     async def on_deadline(self, cmd: DeadlineCommand, now: datetime) -> None:
         await self.send_pending(cmd.task_id)
         task = self.task(cmd.task_id)
@@ -387,3 +429,10 @@ class TaskOwner:
         self.m.feedback.labels(fb.action, "rejected").inc()
         self.m.dlq.labels("feedback", code).inc()
         log.warning("feedback %s rejected: %s", fb.feedback_id, reason)
+
+
+def pointer_key(task: Task) -> str:
+    """The key of the task's entry in ``station-open-task``: an alarm task's station (one open
+    task per station, which later alarms join); a supervision task is its own entry (a grid may
+    owe several periods at once). The sweeper's index is rebuilt from these entries."""
+    return task.station_id if task.kind == "alarm" else task.task_id

@@ -21,6 +21,7 @@ import faust
 
 from airgrid.config.settings import Settings
 from airgrid.domain.regional import region_of
+from airgrid.domain.supervision import Supervision
 from airgrid.kafka.follow import follow
 from airgrid.kafka.readback import published_ids
 from airgrid.kafka.topics import TABLES, TopicNames
@@ -38,6 +39,7 @@ from airgrid.stages.ingest import Ingest, SilenceSweep, StateLost
 from airgrid.stages.owner import TaskOwner
 from airgrid.stages.ports import Delivery
 from airgrid.stages.regions import RegionStage, RegionSweep
+from airgrid.stages.supervision import SupervisionScheduler
 from airgrid.stages.warnings import WarningsFollower
 from airgrid.worker.retry import Retrier
 from airgrid.worker.web import Views
@@ -60,6 +62,7 @@ class Bound:
     warnings: WarningsFollower
     regions: RegionStage
     region_sweep: RegionSweep
+    scheduler: SupervisionScheduler
     guard: TableGuard
     projection: SinkRunner | None
 
@@ -261,6 +264,16 @@ def _stages(app: Any, w: Wiring) -> Bound:
         warnings=WarningsFollower(w.board),
         regions=regions,
         region_sweep=RegionSweep(regions, t.region_inputs),
+        scheduler=SupervisionScheduler(
+            directory=w.directory,
+            supervision=w.policies.supervision if s.supervision_enabled else Supervision(),
+            tasks=tb.tasks,
+            commands=t.task_commands,
+            clock=w.clock,
+            zone=s.zone,
+            owns=_owner_of(app, n.task_commands, s.topic_partitions),
+            tables_ready=lambda: not (app.rebalancing or getattr(app, "in_recovery", False)),
+        ),
         guard=guard,
         projection=projection,
     )
@@ -356,6 +369,18 @@ def _bind_regions(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
     app.agent(source, name="airgrid.regions", concurrency=1)(regions)
 
 
+def _owner_of(app: Any, topic: str, partitions: int) -> Callable[[str], bool]:
+    """Whether this worker owns the partition of ``topic`` a key goes to (the producer's default
+    partitioner: murmur2 of the key bytes, as aiokafka computes it)."""
+    from aiokafka.partitioner import murmur2
+
+    def owns(key: str) -> bool:
+        partition = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        return any(tp.topic == topic and tp.partition == partition for tp in app.consumer.assignment())
+
+    return owns
+
+
 def _region_of(w: Wiring) -> Callable[[str], str | None] | None:
     """Station -> its region (the rules' [regional] level), from the directory."""
     if w.regional is None:
@@ -382,6 +407,9 @@ def _bind_timers(app: Any, w: Wiring, b: Bound) -> None:
     app.timer(w.settings.sweep_interval_seconds, name="airgrid.sweeper")(counted("sweeper", b.sweeper.sweep))
     if (every := b.silence.interval_s) is not None:
         app.timer(every, name="airgrid.silence")(counted("silence", b.silence.sweep))
+    if b.scheduler.enabled:
+        every = b.scheduler.interval_s
+        app.timer(every, name="airgrid.supervision")(counted("supervision", b.scheduler.sweep))
     if w.regional is not None:
         sweep = b.region_sweep
         app.timer(sweep.interval_s, name="airgrid.region_sweep")(counted("regions", sweep.sweep))

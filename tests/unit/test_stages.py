@@ -287,7 +287,7 @@ def test_the_binding_connects_every_stage_once(tmp_path: Path) -> None:
     assert {a.name for a in app.agents.values()} == agents
     assert all(a.concurrency == 1 for a in app.agents.values())
     tasks = [getattr(t, "__qualname__", "") for t in app._app_tasks]  # timers are tasks too
-    timers = ["sweeper_pass", "silence_pass", "_bind_timers.<locals>.guard_tables"]
+    timers = ["sweeper_pass", "silence_pass", "supervision_pass", "_bind_timers.<locals>.guard_tables"]
     timers.append("_bind_ingest.<locals>.when_idle")  # the idle checkpoint
     readers = ["_bind_tasks.<locals>.follow_warnings", "SinkRunner.run"]
     assert sorted(tasks) == sorted(timers + readers)
