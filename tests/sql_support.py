@@ -67,6 +67,8 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             ("task_events", "task_id, version"),
             ("feedback", "feedback_id"),
             ("dead_letters", "letter_id"),
+            ("sources", "source_id"),
+            ("source_inspections", "feedback_id, source_id"),
         ):
             rows = conn.execute(text(f"select * from {table} order by {order}"))
             out[table] = [tuple(str(v) for v in r) for r in rows]
@@ -182,7 +184,14 @@ def week_story() -> Story:
     s = Story()
     a = s.task("ST001", START)  # on time, two patrols
     a.act("acknowledge", START + HOUR).act("on_site", START + 2 * HOUR)
-    a.act("submit", START + 5 * HOUR, source_found=True, source_type="construction_dust", sources_inspected=3)
+    a.act(
+        "submit",
+        START + 5 * HOUR,
+        source_found=True,
+        source_type="construction_dust",
+        sources_inspected=3,
+        sources=[{"id": "SRC-1", "type": "construction_dust", "problem_found": True, "handled": True}],
+    )
     a.act("approve", START + 6 * HOUR)
     b = s.task("ST002", START + DAY)  # late: reminded, escalated to level 2, then closed
     b.remind(START + DAY + 20 * HOUR).escalate(START + 2 * DAY + HOUR)
@@ -196,7 +205,16 @@ def week_story() -> Story:
     d.act("submit", START + 3 * DAY + 2 * HOUR, source_found=True, source_type="coal_burning")
     d.act("reject", START + 3 * DAY + 3 * HOUR)
     d.act("on_site", START + 3 * DAY + 4 * HOUR)
-    d.act("submit", START + 3 * DAY + 5 * HOUR, source_found=True, source_type="coal_burning")
+    d.act(
+        "submit",
+        START + 3 * DAY + 5 * HOUR,
+        source_found=True,
+        source_type="coal_burning",
+        sources=[
+            {"id": "SRC-1", "type": "construction_dust", "name": "tower site", "problem_found": True},
+            {"type": "coal_burning", "lon": 87.61, "lat": 43.79, "problem_found": True, "handled": True},
+        ],
+    )
     d.act("approve", START + 3 * DAY + 6 * HOUR)
     e = s.task("ST002", START + 4 * DAY, severity="critical")  # never answered: up to level 1
     e.remind(START + 4 * DAY + 20 * HOUR).escalate(START + 5 * DAY + HOUR).escalate(
@@ -258,7 +276,9 @@ def check_projection(url: str) -> None:
         written += sink.write(
             s.alarms if i == 0 else [], s.events[i : i + 7], s.feedback if i == 0 else [], mail
         )
-    assert written == len(s.alarms) + len(s.events) + len(s.feedback) + len(mail)
+    visits = sum(len(e.findings.sources) for e in s.events if e.type == "feedback_submitted" and e.findings)
+    assert visits == 3
+    assert written == len(s.alarms) + len(s.events) + len(s.feedback) + len(mail) + visits
     before = dump(engine)
     assert len(before["tasks"]) == 6 and len(before["task_events"]) == len(s.events)
 
@@ -283,6 +303,14 @@ def check_projection(url: str) -> None:
         ("2026-11-16", "readings.dlq", "not_json"): 3,
         ("2026-11-17", "feedback.rejected", "wrong_grid"): 1,
     }
+    from airgrid.sinks.sql import list_sources
+
+    register = {r["source_id"]: r for r in list_sources(engine)}
+    assert sorted(register) == ["SRC-1", "coal_burning@43.7900,87.6100"]
+    src = register["SRC-1"]
+    assert (src["inspections"], src["problems"], src["handled"], src["repeat_offences"]) == (2, 2, 1, 1)
+    assert (src["name"], src["grid_id"]) == ("tower site", "L3-010102")
+    assert src["first_inspected"] == START + 5 * HOUR and src["last_inspected"] == START + 3 * DAY + 5 * HOUR
 
     # replay everything, in one batch, then in reverse order: nothing changes
     assert sink.write(s.alarms, s.events, s.feedback, mail) == 0

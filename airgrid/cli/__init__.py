@@ -36,6 +36,7 @@ COMMANDS: dict[str, Entry] = {
     "topics": Entry("airgrid.cli.topics:topics", "create every airgrid topic that is missing"),
     "tasks": Entry("airgrid.cli.tasks:tasks", "list tasks, or show one with its history (SQL projection)"),
     "feedback": Entry("airgrid.cli.feedback:feedback", "send a grid worker's action on a task"),
+    "sources": Entry("airgrid.cli.sources:sources", "the pollution-source register (SQL projection)"),
     "replay": Entry("airgrid.cli.replay:replay", "replay a topic range into the SQL projection"),
     "report": Entry("airgrid.cli.report:report", "weekly, monthly, quarterly reports; yearly assessment"),
     "schemas": Entry("airgrid.cli.schemas:schemas", "export (or check) the JSON Schemas of the messages"),

@@ -19,7 +19,7 @@ def test_projection_contract_and_replay_on_postgres(pg_database: str) -> None:
 def test_postgres_schema_is_migrated_with_aware_timestamps(pg_database: str) -> None:
     engine = make_engine(pg_database)
     SqlProjection(engine).setup()
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as conn:
         kinds = dict(
             conn.execute(

@@ -66,7 +66,7 @@ def test_tasks_errors(projection: str, capsys: pytest.CaptureFixture[str]) -> No
 def test_db_status(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert airgrid(["db", "status"]) == 0
     out = capsys.readouterr().out
-    assert "schema revision 0002 (head 0002)" in out and "task_events" in out
+    assert "schema revision 0003 (head 0003)" in out and "task_events" in out
 
 
 def test_feedback_send_refuses_bad_input_before_kafka(
@@ -186,3 +186,21 @@ def test_tasks_list_state_escalated_and_overdue(projection: str, capsys: pytest.
     ]
     assert listed(capsys, "--state", "overdue") == late
     assert "T-ST001-202611160200" not in late  # closed: never overdue
+
+
+def test_sources_list_and_show_the_register(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert airgrid(["sources", "list", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["source_id"], r["inspections"], r["repeat_offences"]) for r in rows] == [
+        ("SRC-1", "2", "1"),  # most repeat offences first
+        ("coal_burning@43.7900,87.6100", "1", "0"),
+    ]
+    assert airgrid(["sources", "list", "--type", "coal_burning", "--format", "json"]) == 0
+    assert [r["type"] for r in json.loads(capsys.readouterr().out)] == ["coal_burning"]
+    assert airgrid(["sources", "show", "SRC-1"]) == 0
+    out = capsys.readouterr().out
+    assert "tower site" in out and "repeat offences 1" in out
+    visits = [line for line in out.splitlines() if line.startswith("  2026")]
+    assert len(visits) == 2 and "problem, handled" in visits[0] and "problem, not handled" in visits[1]
+    assert airgrid(["sources", "show", "NOPE"]) == 1
+    assert "no source 'NOPE'" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def test_migrations_reach_head_and_stamp_a_pre_alembic_database(tmp_path: Path) 
         db.executescript(_legacy_schema())
     engine = make_engine(f"sqlite:///{legacy}")
     SqlProjection(engine).setup()
-    assert current_revision(engine) == head_revision(engine) == "0002"
+    assert current_revision(engine) == head_revision(engine) == "0003"
     names = set(inspect(engine).get_table_names())
     assert {"alarms", "tasks", "task_events", "feedback", "dead_letters", "alembic_version"} <= names
     with sqlite3.connect(legacy) as db:

@@ -10,7 +10,16 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
-from airgrid.sinks.sql.queries import dlq_counts, get_task, iter_tasks, list_tasks, table_counts, task_history
+from airgrid.sinks.sql.queries import (
+    dlq_counts,
+    get_task,
+    iter_tasks,
+    list_sources,
+    list_tasks,
+    source_history,
+    table_counts,
+    task_history,
+)
 from airgrid.sinks.sql.schema import alarms, dead_letters, feedback, metadata, task_events, tasks
 from airgrid.sinks.sql.writer import Batch, Letter, SqlProjection
 
@@ -24,9 +33,11 @@ __all__ = [
     "feedback",
     "get_task",
     "iter_tasks",
+    "list_sources",
     "list_tasks",
     "make_engine",
     "metadata",
+    "source_history",
     "table_counts",
     "task_events",
     "task_history",

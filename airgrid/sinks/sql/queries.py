@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 
 from airgrid.domain.tasks import RUNNING_STATES
-from airgrid.sinks.sql.schema import dead_letters, feedback, task_events, tasks
+from airgrid.sinks.sql.schema import dead_letters, feedback, source_inspections, sources, task_events, tasks
 
 
 def list_tasks(
@@ -89,9 +89,46 @@ def table_counts(engine: Engine) -> dict[str, int]:
     """Rows per projection table (replay checks, ``airgrid db status``)."""
     out: dict[str, int] = {}
     with engine.connect() as conn:
-        for t in (tasks, task_events, feedback, dead_letters):
+        for t in (tasks, task_events, feedback, dead_letters, sources, source_inspections):
             out[t.name] = int(conn.scalar(select(func.count()).select_from(t)) or 0)
         from airgrid.sinks.sql.schema import alarms
 
         out["alarms"] = int(conn.scalar(select(func.count()).select_from(alarms)) or 0)
     return out
+
+
+def list_sources(
+    engine: Engine,
+    *,
+    grid: str | None = None,
+    type_: str | None = None,
+    problems: bool = False,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The pollution-source register, most repeat offences first; ``problems``: sources where a
+    problem was ever found."""
+    q = select(sources).order_by(
+        sources.c.repeat_offences.desc(), sources.c.problems.desc(), sources.c.source_id
+    )
+    if grid:
+        q = q.where(sources.c.grid_id == grid)
+    if type_:
+        q = q.where(sources.c.type == type_)
+    if problems:
+        q = q.where(sources.c.problems > 0)
+    if limit:
+        q = q.limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def source_history(engine: Engine, source_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """A source's register row and its inspections, oldest first."""
+    with engine.connect() as conn:
+        row = conn.execute(select(sources).where(sources.c.source_id == source_id)).first()
+        seen = conn.execute(
+            select(source_inspections)
+            .where(source_inspections.c.source_id == source_id)
+            .order_by(source_inspections.c.at, source_inspections.c.feedback_id)
+        )
+        return (dict(row._mapping) if row else None), [dict(r._mapping) for r in seen]

@@ -85,6 +85,7 @@ tasks = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("deadline_at", UtcDateTime),
     Column("closed_at", UtcDateTime),
+    Column("kind", String(16), nullable=False, index=True, server_default="alarm"),
 )
 task_events = Table(
     "task_events",
@@ -134,4 +135,42 @@ dead_letters = Table(
     Column("key", String(300)),
     Column("payload", Text, nullable=False),
     Index("ix_dead_letters_day_topic_reason", "day", "topic", "reason_code"),
+)
+# The pollution-source register (issue 17): one row per source inspected on a patrol or an alarm
+# task (the sources listed in a submitted feedback's findings), and per source its figures,
+# recomputed from those rows, so a replay changes nothing. A source is named by its register id,
+# else by its type and location (``SourceVisit.register_id``).
+source_inspections = Table(
+    "source_inspections",
+    metadata,
+    Column("feedback_id", String(100), primary_key=True),
+    Column("source_id", String(120), primary_key=True),
+    Column("task_id", String(120), nullable=False),
+    Column("task_kind", String(16), nullable=False),
+    Column("grid_id", String(64), nullable=False),
+    Column("worker_id", String(64)),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("type", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("lon", Float),
+    Column("lat", Float),
+    Column("problem_found", Integer, nullable=False),
+    Column("handled", Integer, nullable=False),
+    Index("ix_source_inspections_source_id", "source_id"),
+)
+sources = Table(
+    "sources",
+    metadata,
+    Column("source_id", String(120), primary_key=True),
+    Column("grid_id", String(64), nullable=False, index=True),
+    Column("type", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("lon", Float),
+    Column("lat", Float),
+    Column("first_inspected", UtcDateTime, nullable=False),
+    Column("last_inspected", UtcDateTime, nullable=False),
+    Column("inspections", Integer, nullable=False),
+    Column("problems", Integer, nullable=False),
+    Column("handled", Integer, nullable=False),
+    Column("repeat_offences", Integer, nullable=False),
 )

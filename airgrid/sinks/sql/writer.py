@@ -18,7 +18,15 @@ from airgrid.models.alarms import AlarmEvent
 from airgrid.models.dlq import DeadLetter
 from airgrid.models.feedback import Feedback, FeedbackRejected
 from airgrid.models.tasks import TaskEvent
-from airgrid.sinks.sql.schema import alarms, dead_letters, feedback, task_events, tasks
+from airgrid.sinks.sql.schema import (
+    alarms,
+    dead_letters,
+    feedback,
+    source_inspections,
+    sources,
+    task_events,
+    tasks,
+)
 
 log = logging.getLogger(__name__)
 LetterTopic = Literal["readings.dlq", "feedback.rejected", "alarms.dlq", "commands.dlq"]
@@ -97,6 +105,7 @@ class SqlProjection:
                     conn, task_events, ["task_id", "version"], [_event_row(e) for e in batch.task_events]
                 )
                 _upsert_tasks(conn, batch.task_events)
+                written += _register_sources(conn, batch.task_events)
         return written
 
 
@@ -172,6 +181,76 @@ def _upsert_tasks(conn: Connection, events: Sequence[TaskEvent]) -> None:
         )
 
 
+def _register_sources(conn: Connection, events: Sequence[TaskEvent]) -> int:
+    """The sources named in submitted findings: one inspection row each (new ones only), then
+    each touched source's figures recomputed from all its inspections (idempotent)."""
+    rows = [
+        {
+            "feedback_id": e.feedback_id or e.event_id,
+            "source_id": v.register_id,
+            "task_id": e.task_id,
+            "task_kind": e.kind,
+            "grid_id": e.lineage.l3,
+            "worker_id": e.worker_id,
+            "at": e.at,
+            "type": v.type,
+            "name": v.name,
+            "lon": v.lon,
+            "lat": v.lat,
+            "problem_found": int(v.problem_found),
+            "handled": int(v.handled),
+        }
+        for e in events
+        if e.type == "feedback_submitted" and e.findings is not None
+        for v in e.findings.sources
+    ]
+    if not rows:
+        return 0
+    new = _insert_new(conn, source_inspections, ["feedback_id", "source_id"], rows)
+    touched = sorted({str(r["source_id"]) for r in rows})
+    figures: list[dict[str, Any]] = []
+    for i in range(0, len(touched), CHUNK):
+        found = conn.execute(
+            select(source_inspections)
+            .where(source_inspections.c.source_id.in_(touched[i : i + CHUNK]))
+            .order_by(
+                source_inspections.c.source_id, source_inspections.c.at, source_inspections.c.feedback_id
+            )
+        ).mappings()
+        by_source: dict[str, list[Any]] = {}
+        for row in found:
+            by_source.setdefault(row["source_id"], []).append(row)
+        figures += [_source_row(sid, seen) for sid, seen in by_source.items()]
+    stmt = _insert(conn, sources)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["source_id"], set_={c: stmt.excluded[c] for c in figures[0] if c != "source_id"}
+        ),
+        figures,
+    )
+    return new
+
+
+def _source_row(source_id: str, seen: list[Any]) -> dict[str, Any]:
+    """A source's register row from its inspections (oldest first); the newest names it."""
+    last = seen[-1]
+    problems = sum(r["problem_found"] for r in seen)
+    return {
+        "source_id": source_id,
+        "grid_id": last["grid_id"],
+        "type": last["type"],
+        "name": next((r["name"] for r in reversed(seen) if r["name"]), ""),
+        "lon": next((r["lon"] for r in reversed(seen) if r["lon"] is not None), None),
+        "lat": next((r["lat"] for r in reversed(seen) if r["lat"] is not None), None),
+        "first_inspected": seen[0]["at"],
+        "last_inspected": last["at"],
+        "inspections": len(seen),
+        "problems": problems,
+        "handled": sum(r["handled"] for r in seen),
+        "repeat_offences": max(0, problems - 1),  # problems found again after the first
+    }
+
+
 def _alarm_row(a: AlarmEvent) -> dict[str, Any]:
     return {
         "event_id": a.event_id,
@@ -226,6 +305,7 @@ def _task_row(e: TaskEvent) -> dict[str, Any]:
         "updated_at": e.at,
         "deadline_at": e.deadline_at,
         "closed_at": closed,
+        "kind": e.kind,
     }
 
 
