@@ -120,6 +120,7 @@ class _Task:
         self.state = "dispatched"
         self.deadline: datetime | None = None
         self.n_fb = 0
+        self.kind: dict[str, Any] = {}  # a supervision task: kind and period on every event
 
     def emit(self, etype: str, at: datetime, **extra: Any) -> _Task:
         self.version += 1
@@ -137,6 +138,7 @@ class _Task:
                 lineage=self.lineage,
                 at=at,
                 deadline_at=self.deadline,
+                **self.kind,
                 **extra,
             )
         )
@@ -175,6 +177,17 @@ class _Task:
             )
         )
         return self.emit(etype, at, worker_id=wid, feedback_id=fid, findings=findings)
+
+
+def patrol(story: Story, grid: str, start: datetime, end: datetime) -> _Task:
+    """A weekly patrol task of a level-3 grid, due at the end of its period."""
+    t = _Task(
+        story, f"T-{grid}-P{start.astimezone(UTC):%Y%m%d%H%M}", grid, DIRECTORY.lineage_of_grid(grid), "minor"
+    )
+    t.kind = {"kind": "patrol", "period_start": start, "period_end": end}
+    t.deadline = end
+    t.emit("dispatched", start, note="patrol")
+    return t
 
 
 def week_story() -> Story:

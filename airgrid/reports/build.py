@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from airgrid.domain.directory import Directory
+from airgrid.domain.supervision import LEVEL as DUTY_LEVEL
 from airgrid.reports import compute
 from airgrid.reports.periods import Period
 from airgrid.sinks.sql.queries import dlq_counts
@@ -24,7 +25,7 @@ TITLES = {
 }
 # (title, value column, fixed scale maximum or None for the largest value) of the HTML charts
 CHARTS: dict[str, list[tuple[str, str, float | None]]] = {
-    "weekly": [("Tasks dispatched", "tasks", None), ("Patrols (on-site visits)", "patrols", None)],
+    "weekly": [("Tasks dispatched", "tasks", None), ("Patrols", "patrols", None)],
     "monthly": [("Tasks dispatched", "dispatched", None), ("Escalated tasks", "escalated", None)],
     "quarterly": [("Tasks", "tasks", None), ("Closure rate", "closure_rate", 1.0)],
     "assessment": [("Score (0-100)", "score", 100.0), ("On-time feedback rate", "on_time_rate", 1.0)],
@@ -93,8 +94,11 @@ def build(
         active = {
             getattr(f, key)
             for f in facts
-            if period.contains(f.dispatched_at)
-            or any(period.contains(t) for t in (*f.patrols, *f.submissions, f.closed_at))
+            if (f.kind == "alarm" or DUTY_LEVEL.get(f.kind) == level)
+            and (
+                period.contains(f.dispatched_at)
+                or any(period.contains(t) for t in (*f.patrols, *f.submissions, f.closed_at))
+            )
         }
         scope = sorted(active)
     rows = compute.figures(kind, facts, period, scope)
@@ -137,7 +141,8 @@ def build(
     if kind == "assessment":
         report.notes.append(
             "score = 100 x (0.40 on-time rate + 0.30 closure rate + 0.15 (1 - escalation rate) "
-            "+ 0.15 (1 - repeat-alarm rate)); see docs/reports.md"
+            "+ 0.15 (1 - repeat-alarm rate)); with patrols due, 0.85 x that + 15 x patrol completion "
+            "rate; see docs/reports.md"
         )
     if kind == "quarterly":
         report.extra = dlq_counts(engine, period.first_day.isoformat(), period.end_day.isoformat())

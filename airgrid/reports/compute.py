@@ -4,7 +4,13 @@ Definitions used by every report:
 - a task's *cohort* period is the period it was dispatched in;
 - *on time*: the task's first ``feedback_submitted`` came at or before the deadline it was
   dispatched with (``deadline_at`` of version 1; 24 h by the seed's default policy);
-- a *patrol* is an ``on_site`` event (a grid worker went to the site);
+- *tasks* are alarm tasks; the scheduled supervision tasks (policy ``[supervision]``) count apart:
+- a *patrol* is a patrol task's report (its first ``feedback_submitted``), in the period it came;
+  *patrols due*: patrol tasks whose period ends in the period; *patrol completion*: the share of
+  them reported by the end of their period;
+- a *site visit* is an ``on_site`` event of an alarm task (a grid worker went to the site);
+- an *inspection* is a pollution source named in a submitted report (patrol or alarm task), in
+  the period it was reported; *problems found*: those where a problem was found;
 - *closed*: the task reached ``closed`` before the end of the period;
 - *escalated*, in every report: a task of the cohort that had at least one ``escalated`` event
   (to level 2, or on to level 1) before the end of the period; *escalated to level 1*: one of
@@ -23,8 +29,13 @@ Yearly assessment score of a level-3 grid (0-100, tasks dispatched in the year):
     score = 100 * (0.40 * on_time_rate + 0.30 * closure_rate
                    + 0.15 * (1 - escalation_rate) + 0.15 * (1 - repeat_rate))
 
-where each rate is a count over the grid's tasks of the year. Grade A >= 90, B >= 75, C >= 60,
-else D. A grid with no task in the year has no score.
+where each rate is a count over the grid's tasks of the year. When the grid had patrols due in the
+year, the patrol completion rate takes 15 % of the score::
+
+    score = 0.85 * score_of_tasks + 15 * patrol_completion_rate
+
+(a grid with patrols due and no alarm task: ``100 * patrol_completion_rate``). Grade A >= 90,
+B >= 75, C >= 60, else D. A grid with neither has no score.
 """
 
 from __future__ import annotations
@@ -39,7 +50,9 @@ from typing import Any
 from airgrid.reports.periods import Period
 
 REPEAT_WINDOW = timedelta(days=30)
+SECOND = timedelta(seconds=1)
 WEIGHTS = {"on_time": 0.40, "closure": 0.30, "no_escalation": 0.15, "no_repeat": 0.15}
+PATROL_WEIGHT = 0.15
 
 
 @dataclass
@@ -68,6 +81,8 @@ class TaskFacts:
     grid_id: str = ""
     level: int = 3
     current_deadline: datetime | None = None
+    kind: str = "alarm"  # or a supervision duty: patrol, dispatch_review, report
+    inspections: list[tuple[datetime, bool]] = field(default_factory=list)  # (at, problem found)
 
     @property
     def on_time(self) -> bool:
@@ -103,6 +118,7 @@ def fold(events: Iterable[dict[str, Any]]) -> list[TaskFacts]:
             t = facts[e["task_id"]] = TaskFacts(
                 e["task_id"], p["station_id"], p["severity"], lin["l3"], lin["l2"], lin["l1"]
             )
+            t.kind = p.get("kind") or "alarm"
         at, kind = e["at"], e["type"]
         if e["version"] == 1:
             t.dispatched_at = at
@@ -122,12 +138,13 @@ def fold(events: Iterable[dict[str, Any]]) -> list[TaskFacts]:
             t.source_found = t.source_found or bool(findings.get("source_found"))
             if findings.get("source_type"):
                 t.source_types.append(findings["source_type"])
+            t.inspections += [(at, bool(v.get("problem_found"))) for v in findings.get("sources") or ()]
         elif kind == "closed":
             t.closed_at = at
     ordered = sorted(facts.values(), key=lambda f: (f.dispatched_at is None, f.dispatched_at, f.task_id))
     last: dict[str, datetime] = {}
     for f in ordered:
-        if f.dispatched_at is None:
+        if f.dispatched_at is None or f.kind != "alarm":
             continue
         prev = last.get(f.station_id)
         f.repeat = prev is not None and f.dispatched_at - prev <= REPEAT_WINDOW
@@ -146,14 +163,35 @@ def _rate(n: int, d: int) -> float | None:
 Row = Callable[[list[TaskFacts], Period], dict[str, Any]]
 
 
-def weekly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
-    """Level-3 grids' week: the week's tasks (cohort), and the week's patrols, feedback,
-    reminders and closures whatever the task's week."""
+def alarm_tasks(facts: Iterable[TaskFacts]) -> list[TaskFacts]:
+    return [f for f in facts if f.kind == "alarm"]
+
+
+def supervision(facts: list[TaskFacts], period: Period) -> dict[str, Any]:
+    """Patrols made, patrols due and their completion, source inspections of the period."""
+    patrols = [f for f in facts if f.kind == "patrol"]
+    due = [f for f in patrols if f.deadline_at is not None and period.contains(f.deadline_at - SECOND)]
+    done = sum(f.on_time for f in due)
+    seen = [problem for f in facts for at, problem in f.inspections if period.contains(at)]
+    return {
+        "patrols": sum(1 for f in patrols if period.contains(f.first_feedback_at)),
+        "patrols_due": len(due),
+        "patrol_completion": _rate(done, len(due)),
+        "inspections": len(seen),
+        "problems_found": sum(seen),
+    }
+
+
+def weekly_row(every: list[TaskFacts], period: Period) -> dict[str, Any]:
+    """Level-3 grids' week: the week's tasks (cohort), and the week's site visits, feedback,
+    reminders and closures whatever the task's week; the week's patrols and inspections."""
+    mine = alarm_tasks(every)
     cohort = [f for f in mine if period.contains(f.dispatched_at)]
     on_time = sum(f.on_time for f in cohort)
     return {
         "tasks": len(cohort),
-        "patrols": sum(1 for f in mine for t in f.patrols if period.contains(t)),
+        **supervision(every, period),
+        "site_visits": sum(1 for f in mine for t in f.patrols if period.contains(t)),
         "feedback": sum(1 for f in mine for t in f.submissions if period.contains(t)),
         "on_time": on_time,
         "on_time_rate": _rate(on_time, len(cohort)),
@@ -164,9 +202,9 @@ def weekly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
     }
 
 
-def monthly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
+def monthly_row(every: list[TaskFacts], period: Period) -> dict[str, Any]:
     """Level-2 grids' month: the dispatch summary of the month's tasks."""
-    cohort = [f for f in mine if period.contains(f.dispatched_at)]
+    cohort = [f for f in alarm_tasks(every) if period.contains(f.dispatched_at)]
     sev = Counter(f.severity for f in cohort)
     hours = [h for f in cohort if (h := f.feedback_hours()) is not None]
     return {
@@ -183,8 +221,9 @@ def monthly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
     }
 
 
-def quarterly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
+def quarterly_row(every: list[TaskFacts], period: Period) -> dict[str, Any]:
     """Level-1 grids' quarter: the bulletin."""
+    mine = alarm_tasks(every)
     cohort = [f for f in mine if period.contains(f.dispatched_at)]
     sources = Counter(s for f in cohort for s in f.source_types[:1])
     closed = sum(f.closed_by(period.end) for f in cohort)
@@ -193,7 +232,8 @@ def quarterly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
         "closed": closed,
         "closure_rate": _rate(closed, len(cohort)),
         "on_time_rate": _rate(sum(f.on_time for f in cohort), len(cohort)),
-        "patrols": sum(1 for f in mine for t in f.patrols if period.contains(t)),
+        **supervision(every, period),
+        "site_visits": sum(1 for f in mine for t in f.patrols if period.contains(t)),
         "escalated": sum(f.escalated(period.end) for f in cohort),
         "sources_found": sum(f.source_found for f in cohort),
         "top_source": sources.most_common(1)[0][0] if sources else "",
@@ -201,21 +241,25 @@ def quarterly_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
     }
 
 
-def assessment_row(mine: list[TaskFacts], period: Period) -> dict[str, Any]:
+def assessment_row(every: list[TaskFacts], period: Period) -> dict[str, Any]:
     """A level-3 grid's year: the score (formula in the module docstring) and its grade."""
-    cohort = [f for f in mine if period.contains(f.dispatched_at)]
+    cohort = [f for f in alarm_tasks(every) if period.contains(f.dispatched_at)]
     n = len(cohort)
     on_time = sum(f.on_time for f in cohort)
     closed = sum(f.closed_by(period.end) for f in cohort)
     escalated = sum(f.escalated(period.end) for f in cohort)
     repeats = sum(f.repeat for f in cohort)
-    value = score(on_time, closed, escalated, repeats, n)
+    patrols = supervision(every, period)
+    value = with_patrols(score(on_time, closed, escalated, repeats, n), patrols["patrol_completion"])
     return {
         "tasks": n,
         "on_time_rate": _rate(on_time, n),
         "closure_rate": _rate(closed, n),
         "escalated": escalated,
         "repeat_alarms": repeats,
+        "patrols_due": patrols["patrols_due"],
+        "patrol_completion": patrols["patrol_completion"],
+        "inspections": patrols["inspections"],
         "score": value,
         "grade": grade(value),
     }
@@ -319,6 +363,15 @@ def score(on_time: int, closed: int, escalated: int, repeats: int, n: int) -> fl
         + w["no_repeat"] * (1 - repeats / n)
     )
     return round(100 * value, 1)
+
+
+def with_patrols(tasks_score: float | None, completion: float | None) -> float | None:
+    """The score with the patrol completion rate's share (module docstring)."""
+    if completion is None:
+        return tasks_score
+    if tasks_score is None:
+        return round(100 * completion, 1)
+    return round((1 - PATROL_WEIGHT) * tasks_score + 100 * PATROL_WEIGHT * completion, 1)
 
 
 def grade(value: float | None) -> str:

@@ -74,7 +74,7 @@ def test_weekly_per_level3_grid(projection: str, capsys: pytest.CaptureFixture[s
     r = rows(capsys, "weekly", "--period", "2026-W47")
     assert set(r) == {"L3-010102", "L3-010109", "L3-010505", "Total"}
     a, b, c = r["L3-010102"], r["L3-010109"], r["L3-010505"]
-    got = (a["tasks"], a["patrols"], a["feedback"], a["on_time"], a["closed_in_period"], a["open_at_end"])
+    got = (a["tasks"], a["site_visits"], a["feedback"], a["on_time"], a["closed_in_period"], a["open_at_end"])
     assert got == ("2", "3", "3", "2", "2", "0")
     # escalated: tasks, not escalation steps (b once, e twice: two tasks)
     assert (b["tasks"], b["on_time"], b["reminders"], b["escalated"], b["open_at_end"]) == (
@@ -109,9 +109,8 @@ def test_monthly_per_level2_grid(projection: str, capsys: pytest.CaptureFixture[
 
 def test_quarterly_bulletin_with_data_quality(projection: str, capsys: pytest.CaptureFixture[str]) -> None:
     q = rows(capsys, "quarterly", "--period", "2026-Q4")["L1-01"]
-    assert (q["tasks"], q["closed"], q["closure_rate"], q["patrols"], q["escalated"], q["sources_found"]) == (
-        "6", "3", "0.5", "4", "2", "2"
-    )  # fmt: skip
+    got = (q["tasks"], q["closed"], q["closure_rate"], q["site_visits"], q["escalated"], q["sources_found"])
+    assert got == ("6", "3", "0.5", "4", "2", "2")
     code, out, _ = run(capsys, "quarterly", "--period", "2026-Q4")
     assert code == 0 and re.search(r"readings.dlq\s+not_json\s+3", out) and re.search(r"wrong_grid\s+1", out)
 
@@ -196,7 +195,7 @@ def test_city_total_row_recomputes_rates(projection: str, capsys: pytest.Capture
         "2",
         "0.4",
     )
-    assert (total["patrols"], total["reminders"], total["open_at_end"]) == ("4", "2", "2")
+    assert (total["site_visits"], total["reminders"], total["open_at_end"]) == ("4", "2", "2")
     monthly = rows(capsys, "monthly", "--period", "2026-11")["Total"]
     assert (monthly["level3_grids"], monthly["median_feedback_h"]) == ("3", "5.0")  # not sums
     yearly = rows(capsys, "assessment", "--period", "2026")["Total"]
@@ -292,3 +291,54 @@ def test_assessment_chart_is_scaled_to_100(projection: str, tmp_path: Path) -> N
     assert ">100%</text>" in rates and 'width="400.0"' in rates  # a 100 % rate fills its bar
     assert "<tfoot><tr>" in page and '<td class="num">6</td>' in page
     engine.dispose()
+
+
+def test_patrols_inspections_and_completion_count_apart_from_alarm_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Week 2026-W47: L3-010102 patrols on Wednesday and inspects two sources; L3-010109 owes its
+    patrol and never reports it. Alarm figures are those of the week story, unchanged."""
+    from tests.sql_support import HOUR, patrol
+
+    s = week_story()
+    end = START + 7 * DAY - 10 * HOUR  # the week's end: the next Monday 00:00 China time
+    week_start = end - 7 * DAY
+    done = patrol(s, "L3-010102", week_start, end)
+    done.act("acknowledge", START + HOUR).act("on_site", START + 2 * DAY)
+    sources = [
+        {"id": "SRC-9", "type": "industrial", "problem_found": True, "handled": False},
+        {"type": "open_burning", "lon": 87.5, "lat": 43.7},
+    ]
+    done.act("submit", START + 2 * DAY + HOUR, source_found=True, sources_inspected=2, sources=sources)
+    patrol(s, "L3-010109", week_start, end)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    sink = SqlProjection(make_engine(url), zone=SHANGHAI)
+    sink.setup()
+    sink.write(s.alarms, s.events, s.feedback, letters())
+    for k in [k for k in __import__("os").environ if k.startswith("AIRGRID_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AIRGRID_DATABASE_URL", url)
+    monkeypatch.setenv("AIRGRID_TIMEZONE", "Asia/Shanghai")
+
+    week = rows(capsys, "weekly", "--period", "2026-W47")
+    a, b = week["L3-010102"], week["L3-010109"]
+    assert (
+        a["patrols"],
+        a["patrols_due"],
+        a["patrol_completion"],
+        a["inspections"],
+        a["problems_found"],
+    ) == (
+        "1",
+        "1",
+        "1.0",
+        "5",  # the patrol's two, and three named by the week story's alarm tasks
+        "4",
+    )
+    assert (b["patrols"], b["patrols_due"], b["patrol_completion"], b["tasks"]) == ("0", "1", "0.0", "2")
+    assert a["tasks"] == "2" and a["site_visits"] == "3"  # the patrol's on_site is no site visit
+    year = rows(capsys, "assessment", "--period", "2026")
+    plain = score(2, 2, 0, 1, 2)  # L3-010102's alarm tasks (both on time and closed, one repeat)
+    assert plain is not None
+    assert float(year["L3-010102"]["score"]) == round(0.85 * plain + 15.0, 1)
+    assert year["L3-010102"]["patrol_completion"] == "1.0"
