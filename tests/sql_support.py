@@ -182,7 +182,11 @@ class _Task:
 def patrol(story: Story, grid: str, start: datetime, end: datetime) -> _Task:
     """A weekly patrol task of a level-3 grid, due at the end of its period."""
     t = _Task(
-        story, f"T-{grid}-P{start.astimezone(UTC):%Y%m%d%H%M}", grid, DIRECTORY.lineage_of_grid(grid), "minor"
+        story,
+        f"T-{grid}-P{start.astimezone(UTC):%Y%m%d%H%M%S}",
+        grid,
+        DIRECTORY.lineage_of_grid(grid),
+        "minor",
     )
     t.kind = {"kind": "patrol", "period_start": start, "period_end": end}
     t.deadline = end

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         1.0, gt=0, le=3600, description="how often the deadline sweeper looks at open tasks"
     )
+    supervision_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="how often the supervision scheduler looks for tasks the grids owe"
+    )
     co_notify_radius_km: float = Field(
         0.0,
         ge=0,

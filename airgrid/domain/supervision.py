@@ -3,7 +3,7 @@ their dispatch monthly, level-1 grids report quarterly; key grids may patrol mor
 
 Pure: the duties come from the policy file (``[supervision.<kind>]``), periods are computed in
 the city's time zone from an injected ``now``. A supervision task is named by its grid, its kind
-and its period (``T-<grid>-<P|R|Q><period start, UTC YYYYMMDDHHMM>``), so the scheduler may ask
+and its period (``T-<grid>-<P|R|Q><period start, UTC YYYYMMDDHHMMSS>``), so the scheduler may ask
 for it any number of times and the owner creates it once.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,7 +30,9 @@ class Duty(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    every: Every | None = Field("week", description="the period, in the city's calendar")
+    every: Every | None = Field(
+        None, description="the period, in the city's calendar (week unless every_s is given)"
+    )
     every_s: float | None = Field(
         None, gt=0, description="a fixed period in seconds instead (tests, demonstrations)"
     )
@@ -41,6 +43,13 @@ class Duty(BaseModel):
         None, description="reminders and escalation (the deadline is always the period's end)"
     )
     severity: Literal["info", "minor", "major", "critical"] = "minor"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _week_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("every") is None and data.get("every_s") is None:
+            return {**data, "every": "week"}
+        return data
 
     @model_validator(mode="after")
     def _one_period(self) -> Duty:
@@ -124,7 +133,7 @@ def slot_of(grid: str, kind: TaskKind, duty: Duty, key: bool, now: datetime, zon
 
 def supervision_task_id(grid: str, kind: str, start: datetime) -> str:
     """The period's start in UTC, so every worker names it alike whatever its zone."""
-    return f"T-{grid}-{LETTER[kind]}{start.astimezone(UTC).strftime('%Y%m%d%H%M')}"
+    return f"T-{grid}-{LETTER[kind]}{start.astimezone(UTC).strftime('%Y%m%d%H%M%S')}"
 
 
 def lineage_of_grid(directory: Directory, grid: str) -> Lineage:

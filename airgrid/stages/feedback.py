@@ -47,8 +47,11 @@ class FeedbackIntake:
         if isinstance(result, Rejection):
             await self.reject(msg, result.code, result.reason)
             return
+        # the task's owner key: a station (an alarm's task), or a grid (a region's task during a
+        # regional episode, a supervision task)
         station = station_of_task(result.task_id)
-        if station is None or station not in self.directory.stations:
+        d = self.directory
+        if station is None or (station not in d.stations and station not in d.grids):
             await self.reject(msg, "unknown_task", f"no task {result.task_id}", result)
             return
         cmd = FeedbackCommand(

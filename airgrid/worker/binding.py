@@ -272,6 +272,7 @@ def _stages(app: Any, w: Wiring) -> Bound:
             clock=w.clock,
             zone=s.zone,
             owns=_owner_of(app, n.task_commands, s.topic_partitions),
+            interval_s=s.supervision_interval_seconds,
             tables_ready=lambda: not (app.rebalancing or getattr(app, "in_recovery", False)),
         ),
         guard=guard,

@@ -245,8 +245,13 @@ async def test_feedback_is_re_keyed_to_its_station_or_refused_with_its_origin() 
     nowhere = good.model_copy(update={"feedback_id": "f2", "task_id": "T-NOPE-202603010800"})
     await intake.handle(on("feedback", nowhere, offset=4))
     await intake.handle(on("feedback", b"\xff\xfe", offset=5))
-    (cmd,) = fake(intake.commands).json()
-    assert fake(intake.commands).keys == [b"ST007"] and cmd["origin_offset"] == 3
+    # a grid's own task (a patrol, a region's task in a regional episode) goes to the grid's key
+    patrol = good.model_copy(update={"feedback_id": "f3", "task_id": "T-L3-010102-P20261129160000"})
+    region = good.model_copy(update={"feedback_id": "f4", "task_id": "T-L2-0101-202603010800"})
+    await intake.handle(on("feedback", patrol, offset=6))
+    await intake.handle(on("feedback", region, offset=7))
+    cmd, *_ = fake(intake.commands).json()
+    assert fake(intake.commands).keys == [b"ST007", b"L3-010102", b"L2-0101"] and cmd["origin_offset"] == 3
     refused = fake(intake.rejected).json()
     assert [(r["reason_code"], r["origin"]["offset"], r["task_id"]) for r in refused] == [
         ("unknown_task", 4, "T-NOPE-202603010800"),

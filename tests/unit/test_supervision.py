@@ -53,7 +53,7 @@ def test_key_grids_patrol_in_parts_of_the_period() -> None:
     assert second.start == first.end and second.task_id != first.task_id
     plain = slot_of("G", "patrol", duty, False, NOW, CN)
     assert plain.end.isoformat() == "2026-12-07T00:00:00+08:00"
-    assert plain.task_id == "T-G-P202611291600"  # the period's start in UTC
+    assert plain.task_id == "T-G-P20261129160000"  # the period's start in UTC
     assert station_of_task(plain.task_id) == "G"
 
 
