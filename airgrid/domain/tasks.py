@@ -104,14 +104,17 @@ def dispatch(
     now: datetime,
     *,
     co_notified: tuple[str, ...] = (),
+    upwind: tuple[str, ...] = (),
     warning: str = "none",
 ) -> tuple[Task, TaskEvent]:
     """A new task for the station's level-3 grid, with its policy and schedule snapshotted.
 
-    ``co_notified``: other level-3 grids told of the task (routing); ``warning``: the
-    heavy-pollution warning level in force, recorded with the policy it chose."""
+    ``co_notified``: other level-3 grids told of the task (routing); ``upwind``: those upwind of
+    the station, listed first in ``co_notified`` too; ``warning``: the heavy-pollution warning
+    level in force, recorded with the policy it chose."""
     deadline, steps = build_schedule(policy, now, 3, ack=True)
-    co_notified = tuple(g for g in dict.fromkeys(co_notified) if g != lineage.l3)
+    upwind = tuple(g for g in dict.fromkeys(upwind) if g != lineage.l3)
+    co_notified = tuple(g for g in dict.fromkeys((*upwind, *co_notified)) if g != lineage.l3)
     task = Task(
         task_id=task_id_for(alarm),
         station_id=alarm.station_id,
@@ -128,10 +131,17 @@ def dispatch(
         schedule=steps,
         schedule_id=1,
         co_notified=co_notified,
+        upwind=upwind,
         warning=warning,
     )
     return task, _event(
-        task, "dispatched", now, alarm_id=alarm.alarm_id, note=alarm.rule_id, co_notified=co_notified
+        task,
+        "dispatched",
+        now,
+        alarm_id=alarm.alarm_id,
+        note=alarm.rule_id,
+        co_notified=co_notified,
+        upwind=upwind,
     )
 
 

@@ -38,7 +38,7 @@ def evaluate(
     """Fold one validated reading into ``state`` (mutated and returned)."""
     ts = reading.observed_at.timestamp()
     h = math.ceil(ts / HOUR) - 1
-    out = Emitter(state, reading.station_id, rules, now_ts, ts)
+    out = Emitter(state, reading.station_id, rules, now_ts, ts, reading.wind)
     cur = state.current
     if cur is not None and h <= cur:
         bucket = state.buckets.get(h)
