@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -18,9 +19,11 @@ from airgrid.domain.directory import NO_UPWIND, Directory, Upwind
 from airgrid.domain.escalation import Policy
 from airgrid.domain.geo import Boundary, Locator, bearing_deg, distance_km, in_sector
 from airgrid.domain.tasks import dispatch
+from airgrid.kafka.topics import TopicNames
 from airgrid.models.alarms import AlarmEvent
 from airgrid.models.readings import Wind
 from airgrid.models.tasks import Task
+from airgrid.ops.watch import Formatter
 from tests.unit.stage_fakes import T0, on
 from tests.unit.test_stages import fake, make_ingest
 from tests.unit.test_tasks_owner import ALARMS, alarm, events, make_owner
@@ -226,3 +229,14 @@ def test_a_wind_speed_or_direction_must_be_a_number_in_range() -> None:
     assert math.isclose(Wind(speed=0.0, direction=359.9).direction, 359.9)
     with pytest.raises(ValueError):
         Wind(speed=1.0, direction=360.0)
+
+
+def test_watch_names_the_upwind_grids_of_a_dispatch(tmp_path: Path) -> None:
+    lineage = DIRECTORY.lineage(STATION)
+    assert lineage is not None
+    _, event = dispatch(alarm(), lineage, Policy(name="p"), T0, upwind=("L3-010908", "L3-010909"))
+    names = TopicNames.of(load_settings(store="memory", data_dir=tmp_path))
+    line = Formatter(names, ZoneInfo("UTC"), False).line(
+        names.task_events, orjson.loads(event.model_dump_json())
+    )
+    assert line.endswith("upwind L3-010908, L3-010909 (pm25_1h_exceedance)"), line
