@@ -136,6 +136,26 @@ class Settings(BaseSettings):
         description="also notify level-3 grids whose centre lies within this distance of the "
         "station (0: off)",
     )
+    upwind_radius_km: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="also notify the level-3 grids upwind of the station (by the alarm's wind) whose "
+        "centre lies within this distance, listed first in co_notified and in upwind of the "
+        "dispatched event (0: off). 5 km: about 7 grids of the sample city in a 60-degree sector",
+    )
+    upwind_sector_degrees: float = Field(
+        60.0,
+        gt=0,
+        le=360,
+        description="width of the upwind sector, centred on the direction the wind comes from",
+    )
+    upwind_min_wind_speed: float = Field(
+        0.5,
+        ge=0,
+        le=100,
+        description="a slower wind (m/s) is calm: its direction means little, no grid is upwind",
+    )
     checkpoint_interval_seconds: float = Field(
         5.0,
         gt=0,

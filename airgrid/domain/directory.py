@@ -7,13 +7,17 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from airgrid.domain.geo import Boundary, Locator, load_boundaries
 from airgrid.models.grid import Grid, GridDirectoryFile, Station, Worker
+from airgrid.models.readings import Wind
 from airgrid.models.tasks import Lineage
+
+if TYPE_CHECKING:
+    from airgrid.config.settings import Settings
 
 
 class DirectoryError(Exception):
@@ -69,6 +73,19 @@ class Directory:
         near = self.locator.within((st.lon, st.lat), radius_km)
         return tuple(g for _, g in near if g != lineage.l3)
 
+    def upwind(
+        self, station_id: str, wind_from_deg: float, sector_deg: float, radius_km: float
+    ) -> tuple[str, ...]:
+        """Other level-3 grids upwind of the station: centre within ``radius_km`` and initial
+        great-circle bearing from the station within ``sector_deg / 2`` of ``wind_from_deg`` (the
+        direction the wind comes from), nearest first; empty as :meth:`neighbours`."""
+        st = self.stations.get(station_id)
+        lineage = self._lineage.get(station_id)
+        if st is None or lineage is None or radius_km <= 0 or sector_deg <= 0:
+            return ()
+        found = self.locator.upwind((st.lon, st.lat), wind_from_deg, sector_deg, radius_km)
+        return tuple(g for _, g in found if g != lineage.l3)
+
     def lineage_of_grid(self, grid_id: str) -> Lineage:
         g3 = self.grids[grid_id]
         g2 = self.grids[g3.parent or ""]
@@ -82,6 +99,30 @@ class Directory:
     def level_of_grid(self, grid_id: str) -> int | None:
         g = self.grids.get(grid_id)
         return g.level if g else None
+
+
+@dataclass(frozen=True)
+class Upwind:
+    """Upwind co-notification: the level-3 grids within ``radius_km`` of the station, in a sector
+    of ``sector_deg`` centred on the direction the wind comes from (0 km: off). A wind slower
+    than ``min_speed`` m/s is calm (its direction says nothing): no grid is upwind then, nor
+    without a wind."""
+
+    radius_km: float = 0.0
+    sector_deg: float = 60.0
+    min_speed: float = 0.5
+
+    @classmethod
+    def of(cls, settings: Settings) -> Upwind:
+        return cls(settings.upwind_radius_km, settings.upwind_sector_degrees, settings.upwind_min_wind_speed)
+
+    def grids(self, directory: Directory, station_id: str, wind: Wind | None) -> tuple[str, ...]:
+        if self.radius_km <= 0 or wind is None or wind.speed < self.min_speed:
+            return ()
+        return directory.upwind(station_id, wind.direction, self.sector_deg, self.radius_km)
+
+
+NO_UPWIND = Upwind(radius_km=0.0)  # upwind co-notification off
 
 
 def station_grid(st: Station, locator: Locator) -> str | None:

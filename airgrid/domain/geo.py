@@ -74,12 +74,28 @@ def distance_km(a: Point, b: Point) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
+def bearing_deg(a: Point, b: Point) -> float:
+    """Initial great-circle bearing from ``a`` to ``b``, degrees clockwise from north, in [0, 360)."""
+    lon1, lat1, lon2, lat2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    y = math.sin(lon2 - lon1) * math.cos(lat2)
+    x = math.cos(lat1) * math.sin(lat2) - math.sin(lat1) * math.cos(lat2) * math.cos(lon2 - lon1)
+    return math.degrees(math.atan2(y, x)) % 360.0
+
+
+def in_sector(bearing: float, towards: float, sector_deg: float) -> bool:
+    """``bearing`` lies within ``sector_deg / 2`` of ``towards`` either side (edges included),
+    across north (350 and 10 are 20 degrees apart)."""
+    off = abs((bearing - towards + 180.0) % 360.0 - 180.0)
+    return off <= sector_deg / 2
+
+
 class Locator:
     """Which boundaries contain a point (bounding boxes first, then ray casting)."""
 
     def __init__(self, boundaries: Iterable[Boundary]) -> None:
         self.boundaries = tuple(boundaries)
         self._boxes = [(b.bbox, b) for b in self.boundaries]
+        self._centres = [(b.centre, b.grid_id) for b in self.boundaries]
 
     def locate(self, lon: float, lat: float) -> list[str]:
         return [
@@ -92,6 +108,19 @@ class Locator:
         """(distance, grid) of every boundary whose centre lies within ``radius_km``, nearest first."""
         near = [(distance_km(point, b.centre), b.grid_id) for b in self.boundaries]
         return sorted((d, g) for d, g in near if d <= radius_km)
+
+    def upwind(
+        self, point: Point, wind_from_deg: float, sector_deg: float, radius_km: float
+    ) -> list[tuple[float, str]]:
+        """(distance, grid) of every boundary whose centre lies within ``radius_km`` and whose
+        bearing from ``point`` is within ``sector_deg / 2`` of the direction the wind comes from
+        (the air reaching ``point`` passed over it), nearest first."""
+        near = [(distance_km(point, c), g, c) for c, g in self._centres]
+        return sorted(
+            (d, g)
+            for d, g, c in near
+            if d <= radius_km and in_sector(bearing_deg(point, c), wind_from_deg, sector_deg)
+        )
 
 
 def _ring(raw: Any, where: str, problems: list[GeoProblem]) -> Ring | None:

@@ -109,16 +109,19 @@ def dispatch(
     now: datetime,
     *,
     co_notified: tuple[str, ...] = (),
+    upwind: tuple[str, ...] = (),
     warning: str = "none",
     level: int = 3,
 ) -> tuple[Task, TaskEvent]:
     """A new task for the station's level-3 grid (``level``: 2 or 1 for a region's task, whose
     ``lineage`` names the region's grid at that level), with its policy and schedule snapshotted.
 
-    ``co_notified``: other level-3 grids told of the task (routing); ``warning``: the
-    heavy-pollution warning level in force, recorded with the policy it chose."""
+    ``co_notified``: other level-3 grids told of the task (routing); ``upwind``: those upwind of
+    the station, listed first in ``co_notified`` too; ``warning``: the heavy-pollution warning
+    level in force, recorded with the policy it chose."""
     deadline, steps = build_schedule(policy, now, level, ack=True)
-    co_notified = tuple(g for g in dict.fromkeys(co_notified) if g != lineage.l3)
+    upwind = tuple(g for g in dict.fromkeys(upwind) if g != lineage.l3)
+    co_notified = tuple(g for g in dict.fromkeys((*upwind, *co_notified)) if g != lineage.l3)
     task = Task(
         task_id=task_id_for(alarm),
         station_id=alarm.station_id,
@@ -135,10 +138,17 @@ def dispatch(
         schedule=steps,
         schedule_id=1,
         co_notified=co_notified,
+        upwind=upwind,
         warning=warning,
     )
     return task, _event(
-        task, "dispatched", now, alarm_id=alarm.alarm_id, note=alarm.rule_id, co_notified=co_notified
+        task,
+        "dispatched",
+        now,
+        alarm_id=alarm.alarm_id,
+        note=alarm.rule_id,
+        co_notified=co_notified,
+        upwind=upwind,
     )
 
 

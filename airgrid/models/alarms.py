@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from airgrid.models.common import Message, Pollutant, Severity, StationId, Timestamp
+from airgrid.models.readings import Wind
 
 AlarmKind = Literal["opened", "updated", "cleared"]
 # why an `updated` was sent, most significant first (docs/topics.md)
@@ -17,8 +18,8 @@ AlarmRoute = Literal["grid", "operations"]
 class AlarmEvent(Message):
     """One change of an alarm episode of (station, pollutant, rule)."""
 
-    schema_version: Literal[1, 2] = Field(
-        2, description="2 adds `change`; airgrid writes 2 (1: events written before it)"
+    schema_version: Literal[1, 2, 3] = Field(
+        3, description="2 adds `change`, 3 adds `wind`; airgrid writes 3 (1, 2: events written before)"
     )
     event_id: str = Field(description="unique and deterministic: replays give the same id")
     alarm_id: str = Field(description="the episode: station, rule, pollutant and opening hour")
@@ -54,3 +55,10 @@ class AlarmEvent(Message):
     opened_at: Timestamp = Field(description="event time the episode opened")
     emitted_at: Timestamp = Field(description="wall-clock time airgrid emitted this event")
     reading_observed_at: Timestamp | None = None
+    wind: Wind | None = Field(
+        None,
+        description="wind at the station when the event was decided: the wind of the reading being "
+        "folded in when it was emitted (speed m/s, direction it comes FROM, degrees clockwise from "
+        "north); null when that reading had none, and for events of no reading (station silent). "
+        "Dispatch lists the grids upwind by it",
+    )

@@ -91,6 +91,9 @@ class Task(Message):
     co_notified: tuple[GridId, ...] = Field(
         (), description="other level-3 grids told of the task at dispatch (routing)"
     )
+    upwind: tuple[GridId, ...] = Field(
+        (), description="those of co_notified that were upwind of the station at dispatch"
+    )
     warning: str = Field("none", description="heavy-pollution warning level in force at dispatch")
     outbox: tuple[str, ...] = Field(
         (), description="events of this version not yet known to be published (JSON); see the owner"
@@ -111,7 +114,9 @@ class Task(Message):
 class TaskEvent(Message):
     """One change of a task; ``version`` strictly increases per task."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = Field(
+        2, description="2 adds `upwind`; airgrid writes 2 (1: events written before it)"
+    )
     event_id: str = Field(description="task_id:version, unique and stable under replay")
     task_id: TaskId
     version: int = Field(ge=1)
@@ -130,7 +135,17 @@ class TaskEvent(Message):
     findings: Findings | None = None
     departments: tuple[str, ...] = ()
     co_notified: tuple[GridId, ...] = Field(
-        (), description="on dispatched: other level-3 grids told of the task (neighbours)"
+        (),
+        description="on dispatched: other level-3 grids told of the task: those upwind of the "
+        "station first (as in upwind), then those within the co-notification radius, nearest first "
+        "in each part, each grid once, never the task's own",
+    )
+    upwind: tuple[GridId, ...] = Field(
+        (),
+        description="on dispatched: the level-3 grids upwind of the station (centre within "
+        "AIRGRID_UPWIND_RADIUS_KM, bearing within AIRGRID_UPWIND_SECTOR_DEGREES around the direction "
+        "the alarm's wind comes from), nearest first; all of them are in co_notified too. Empty "
+        "without a wind, in a calm or when upwind co-notification is off",
     )
     note: str = ""
     kind: TaskKind = Field(

@@ -70,6 +70,8 @@ class Formatter:
             extra = ""
             if kind in ("dispatched", "escalated", "reminded"):
                 extra = f" deadline {self.t(data.get('deadline_at'))}"
+            if data.get("upwind"):
+                extra += f" upwind {', '.join(data['upwind'])}"
             if data.get("worker_id"):
                 extra += f" by {data['worker_id']}"
             if data.get("departments"):

@@ -38,7 +38,7 @@ import orjson
 
 from airgrid.domain import tasks as machine
 from airgrid.domain.detection.warnings import StationWarnings
-from airgrid.domain.directory import Directory
+from airgrid.domain.directory import NO_UPWIND, Directory, Upwind
 from airgrid.domain.escalation import PolicyBook
 from airgrid.domain.supervision import lineage_of_grid, supervision_task_id
 from airgrid.metrics import Metrics
@@ -87,6 +87,7 @@ class TaskOwner:
         clock: Clock,
         flush: Callable[[], Awaitable[None]],
         co_notify_radius_km: float = 0.0,
+        upwind: Upwind = NO_UPWIND,
         published: Callable[[bytes], Awaitable[set[str]]] | None = None,
         release: Callable[[], None] = lambda: None,
         current_event: Callable[[], Any] = lambda: None,
@@ -112,6 +113,7 @@ class TaskOwner:
         self.clock = clock
         self.flush = flush  # waits until every buffered message (changelogs too) is acked
         self.co_notify_radius_km = co_notify_radius_km
+        self.upwind = upwind  # upwind co-notification: by the alarm's wind (docs/tasks.md)
         self.published = published  # event ids already in the key's task-events partition
         self.release = release  # sends the producer's lingering batches now
         self.current_event = current_event  # the stream event being processed (opaque)
@@ -296,7 +298,10 @@ class TaskOwner:
         policy = self.policies.choose(alarm.severity, lineage.key_grid, warning)
         radius = self.co_notify_radius_km
         near = self.directory.neighbours(alarm.station_id, radius) if radius > 0 else ()
-        task, event = machine.dispatch(alarm, lineage, policy, now, co_notified=near, warning=warning)
+        up = self.upwind.grids(self.directory, alarm.station_id, alarm.wind)
+        task, event = machine.dispatch(
+            alarm, lineage, policy, now, co_notified=near, upwind=up, warning=warning
+        )
         self.stage(task, [event])
 
     async def on_dispatch(self, cmd: DispatchCommand, now: datetime) -> None:

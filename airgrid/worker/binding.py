@@ -20,6 +20,7 @@ from typing import Any
 import faust
 
 from airgrid.config.settings import Settings
+from airgrid.domain.directory import Upwind
 from airgrid.domain.regional import region_of
 from airgrid.domain.supervision import Supervision
 from airgrid.kafka.follow import follow
@@ -211,6 +212,7 @@ def _stages(app: Any, w: Wiring) -> Bound:
         clock=w.clock,
         flush=lambda: acknowledged(app.producer),
         co_notify_radius_km=s.co_notify_radius_km,
+        upwind=Upwind.of(s),
         published=published,
         release=lambda: send_now(app.producer),
         current_event=event_now,

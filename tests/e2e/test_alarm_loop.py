@@ -1,7 +1,8 @@
 """The whole loop on the real broker with the real worker process:
 readings -> alarm -> task for the level-3 grid -> reminders -> escalation to level 2, then 1 ->
 feedback closes it -> the SQLite projection holds the closed task and its full history.
-Malformed readings land in the DLQ while valid ones keep flowing."""
+Malformed readings land in the DLQ while valid ones keep flowing. The readings carry wind: the
+alarm carries it and the dispatch lists the grids upwind of the station (default settings)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(300)]
 DIRECTORY = Directory.load(DATA_DIR / "grids.json")
 
 
-def reading(station: str, at: datetime, pm25: float, interval_s: int = 600) -> bytes:
+NORTH_WEST = {"speed": 3.0, "direction": 315.0}  # the wind comes from the north-west
+
+
+def reading(
+    station: str, at: datetime, pm25: float, interval_s: int = 600, wind: dict[str, float] | None = None
+) -> bytes:
     return orjson.dumps(
         {
             "schema_version": 1,
@@ -31,6 +37,7 @@ def reading(station: str, at: datetime, pm25: float, interval_s: int = 600) -> b
             "observed_at": at.isoformat(),
             "interval_s": interval_s,
             "values": {"pm25": pm25, "pm10": pm25 * 1.5, "no2": 30.0, "so2": 8.0, "co": 0.6, "o3": 60.0},
+            **({} if wind is None else {"wind": wind}),
         }
     )
 
@@ -89,7 +96,7 @@ async def test_readings_to_closed_task_with_escalation(
             ]
             for i in range(1, 7):  # one full hour of 10-minute readings, PM2.5 above 75
                 at = hour + timedelta(minutes=10 * i)
-                good.append((b"ST001", reading("ST001", at, 120.0)))
+                good.append((b"ST001", reading("ST001", at, 120.0, wind=NORTH_WEST)))
                 good.append((b"ST002", reading("ST002", at, 20.0)))
                 if i <= len(bad):
                     good.append(bad[i - 1])
@@ -109,6 +116,9 @@ async def test_readings_to_closed_task_with_escalation(
             task_id = dispatched["task_id"]
             assert dispatched["grid_id"] == lineage.l3 and dispatched["level"] == 3
             assert dispatched["station_id"] == "ST001"
+            assert alarm["wind"] == NORTH_WEST and alarm["schema_version"] == 3
+            upwind = list(DIRECTORY.upwind("ST001", 315.0, 60.0, 5.0))  # the default sector, radius
+            assert upwind and dispatched["upwind"] == upwind == dispatched["co_notified"]
 
             # no feedback: reminder, overdue reminder, then level 2, then level 1
             top = await seen.wait_for(

@@ -44,7 +44,7 @@ def evaluate(
     input of the regional background."""
     ts = reading.observed_at.timestamp()
     h = math.ceil(ts / HOUR) - 1
-    out = Emitter(state, reading.station_id, rules, now_ts, ts)
+    out = Emitter(state, reading.station_id, rules, now_ts, ts, reading.wind)
     out.closed = closed
     cur = state.current
     if cur is not None and h <= cur:

@@ -22,6 +22,7 @@ from airgrid.domain.detection.hour import HOUR, HourView, aqi_fields, daily_resu
 from airgrid.domain.detection.state import Episode, StationState
 from airgrid.models.alarms import AlarmChange, AlarmEvent, AlarmKind
 from airgrid.models.common import trusted
+from airgrid.models.readings import Wind
 
 SEVERITY_RANK = {"info": "0", "minor": "1", "major": "2", "critical": "3"}
 
@@ -48,17 +49,25 @@ class Emitter:
         "state",
         "station",
         "view",
+        "wind",
         "window",
     )
 
     def __init__(
-        self, state: StationState, station: str, rules: RuleSet, now_ts: float, reading_ts: float | None
+        self,
+        state: StationState,
+        station: str,
+        rules: RuleSet,
+        now_ts: float,
+        reading_ts: float | None,
+        wind: Wind | None = None,
     ) -> None:
         self.state = state
         self.station = station
         self.rules = rules
         self.now_ts = now_ts
         self.reading_ts = reading_ts
+        self.wind = wind  # of the reading being folded: every event of this call carries it
         self.events: list[AlarmEvent] = []
         self.window: tuple[float, float] = (0.0, 0.0)
         self.view: HourView | None = None
@@ -166,7 +175,7 @@ class Emitter:
         # time in the benchmark) is skipped; tests check that every event validates to the same.
         # Keys in the model's field order (the JSON follows it).
         values = {
-            "schema_version": 2,
+            "schema_version": 3,
             "event_id": f"{ep.alarm_id}:{ep.seq}",
             "alarm_id": ep.alarm_id,
             "kind": kind,
@@ -186,10 +195,10 @@ class Emitter:
         return trusted(AlarmEvent, values)
 
     def _stamps(self) -> dict[str, Any]:
-        """``emitted_at`` and ``reading_observed_at``: the same for every event of the call."""
+        """``emitted_at``, ``reading_observed_at`` and ``wind``: the same for every event of the call."""
         if self._stamp is None:
             observed = None if self.reading_ts is None else _dt(self.reading_ts)
-            self._stamp = {"emitted_at": _dt(self.now_ts), "reading_observed_at": observed}
+            self._stamp = {"emitted_at": _dt(self.now_ts), "reading_observed_at": observed, "wind": self.wind}
         return self._stamp
 
     def _window_fields(self) -> dict[str, Any]:
