@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from airgrid.domain.backtest import CST
@@ -177,7 +177,8 @@ class OwnerModel:
         if task is None:
             rp = self.book.regional.policy
             policy = self.book.policies[rp] if rp else self.book.choose("major", False, self.warning)
-            stamp = rtask.episode.opened_at.strftime("%Y%m%d%H%M")
+            # one open task per region at a time; a long episode gets a new one after each close
+            stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M")
             task = self._new(f"T-{owner}-{stamp}", owner, rtask.grid, rtask.level, policy, now)
             task.rule = REGIONAL_RULE
             self.counts["region_tasks"] += 1
@@ -226,6 +227,8 @@ class EpisodeStat:
     end: float
     hours: int = 0
     peak: float = 0.0  # highest hourly background of the episode pollutant
+    load: float = 0.0  # sum of its hourly backgrounds (µg/m³ x h): how bad, length and height
+    measured: int = 0  # hours with a background
     actions: Counter[str] = field(default_factory=Counter)  # decisions of its hours' alarms
     local: int = 0  # local-excess alarm episodes opened in its hours
 
@@ -325,7 +328,10 @@ class TaskReplay:
                     stat = self.episodes[(region, since)] = EpisodeStat(region, since, since)
                 stat.end = hr.hour_end.timestamp()
                 stat.hours = round((stat.end - since) / 3600)
-                stat.peak = max(stat.peak, hr.background.get(self.logic.cfg.episode.pollutant, 0.0))
+                bg = hr.background.get(self.logic.cfg.episode.pollutant, 0.0)
+                stat.peak = max(stat.peak, bg)
+                stat.load += bg
+                stat.measured += bg > 0
         for alarm, rtask in out.dispatch:
             if rtask is None:
                 local = alarm.rule_id in self.local_rules

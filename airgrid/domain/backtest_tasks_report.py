@@ -72,25 +72,34 @@ def per_month(replay: TaskReplay) -> dict[str, list[int]]:
 
 
 def worst_episodes(replay: TaskReplay, n: int = 5) -> list[EpisodeStat]:
-    """The regional episodes with the highest hourly background, worst first."""
-    return sorted(replay.episodes.values(), key=lambda e: (-e.peak, e.since))[:n]
+    """The regional episodes with the highest background load (the sum of their hourly
+    backgrounds: long and high), worst first."""
+    return sorted(replay.episodes.values(), key=lambda e: (-e.load, e.since))[:n]
 
 
 def render_episodes(replay: TaskReplay, out: IO[str]) -> None:
     eps = list(replay.episodes.values())
     hours = sum(e.hours for e in eps)
+    alarms = sum(sum(e.actions.values()) for e in eps)
+    local = sum(e.local for e in eps)
     print(
-        f"\nregional episodes: {len(eps)} ({hours:,} hours); the worst by peak hourly background:", file=out
+        f"\nregional episodes: {len(eps)} ({hours:,} hours), {alarms:,} opened grid alarms in their hours, "
+        f"{local:,} of them local excess; the worst (sum of hourly backgrounds):",
+        file=out,
     )
+    pollutant = replay.logic.cfg.episode.pollutant if replay.logic is not None else ""
     print(
-        f"{'region':<10} {'since':<17} {'hours':>5} {'peak':>6} {'alarms':>6} {'level3':>6} {'local':>5}",
+        f"{'region':<10} {'since (UTC+8)':<17} {'hours':>5} {'mean':>5} {'peak':>5} {'alarms':>6}"
+        f" {'level3':>6} {'local':>5}   ({pollutant} background; alarms opened in its hours: to level-3"
+        " grids, of them local excess)",
         file=out,
     )
     for e in worst_episodes(replay):
         since = datetime.fromtimestamp(e.since, CST).strftime("%Y-%m-%d %H:%M")
+        mean = e.load / max(e.measured, 1)
         print(
-            f"{e.region:<10} {since:<17} {e.hours:>5} {e.peak:>6.0f} {sum(e.actions.values()):>6}"
-            f" {e.actions['level3']:>6} {e.local:>5}",
+            f"{e.region:<10} {since:<17} {e.hours:>5} {mean:>5.0f} {e.peak:>5.0f}"
+            f" {sum(e.actions.values()):>6} {e.actions['level3']:>6} {e.local:>5}",
             file=out,
         )
 
