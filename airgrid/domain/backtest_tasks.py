@@ -261,7 +261,8 @@ class TaskReplay:
         self.local_rules = {r.id for r in self.regional.regional}
         self.episodes: dict[tuple[str, float], EpisodeStat] = {}
         self.opened = Counter[str]()  # opened grid alarms: "station" (engine), "local" (local excess)
-        self.late = 0
+        self.late = 0  # station hours that came after their region hour completed
+        self.complete = Counter[bool]()  # region hours: every station of the region reporting or not
         self.end = 0.0
 
     # --- the observer -------------------------------------------------------------------------
@@ -321,6 +322,7 @@ class TaskReplay:
         state = self.states[region]
         self.late += out.late
         for hr in out.hours:
+            self.complete[hr.reporting >= hr.stations] += 1
             if hr.episode and hr.episode_since is not None:
                 since = hr.episode_since.timestamp()
                 stat = self.episodes.get((region, since))

@@ -31,6 +31,12 @@ def render_tasks(replay: TaskReplay, out: IO[str]) -> None:
         )
     else:
         print(f"regional dispatch during an episode: {replay.dispatch}", file=out)
+        hours = sum(replay.complete.values())
+        print(
+            f"region hours: {hours:,}, {replay.complete[True]:,} with every station of the region reporting; "
+            f"station hours too late for their region hour: {replay.late:,}",
+            file=out,
+        )
     print("\ntasks per station (region) and month: without | with the regional logic", file=out)
     head = f"{'station':<12} {'month':<8} {'alarms':>6} {'tasks':>5} {'joined':>6} |"
     print(
