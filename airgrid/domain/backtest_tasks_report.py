@@ -13,6 +13,7 @@ from airgrid.domain.backtest_tasks import (
     CLOSING_MODELS,
     JOINING,
     EpisodeStat,
+    SimTask,
     Tally,
     TaskReplay,
     month_of,
@@ -110,19 +111,24 @@ def render_episodes(replay: TaskReplay, out: IO[str]) -> None:
         )
 
 
+def task_days(tasks: list[SimTask]) -> float:
+    """Days the closed tasks were open, summed: the workload beside the count."""
+    return sum(t.closed_at - t.dispatched_at for t in tasks if t.closed_at is not None) / 86400
+
+
 def totals(replay: TaskReplay) -> str:
     wo, wi = replay.without, replay.with_
     c0, c1 = wo.counts, wi.counts
     local_tasks = sum(1 for t in wi.tasks if t.local)
     return (
         f"without the regional logic: {len(wo.tasks):,} tasks from {replay.opened['station']:,} opened grid "
-        f"alarms (dispatched {c0['dispatched']:,}, joined {c0['joined']:,}); still open at the end: "
-        f"{wo.still_open}\n"
+        f"alarms (dispatched {c0['dispatched']:,}, joined {c0['joined']:,}); {task_days(wo.tasks):,.0f} "
+        f"task-days open; still open at the end: {wo.still_open}\n"
         f"with it: {len(wi.tasks):,} tasks ({c1['dispatched']:,} level-3, {local_tasks:,} of them by local "
         f"excess; {c1['region_tasks']:,} region) from {replay.opened['station'] + replay.opened['local']:,} "
         f"opened grid alarms ({replay.opened['local']:,} local excess): dispatched {c1['dispatched']:,}, "
-        f"joined {c1['joined']:,}, region {c1['region']:,}, suppressed {c1['suppressed']:,}; still open at "
-        f"the end: {wi.still_open}"
+        f"joined {c1['joined']:,}, region {c1['region']:,}, suppressed {c1['suppressed']:,}; "
+        f"{task_days(wi.tasks):,.0f} task-days open; still open at the end: {wi.still_open}"
     )
 
 
