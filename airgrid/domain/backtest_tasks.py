@@ -12,7 +12,8 @@ this observer feeds what it sees to two models of the task owner:
   the regional episode for the region's grid (dispatched first if none is open), ``suppressed``
   makes no task.
 
-History holds no feedback, so tasks close by :data:`CLOSING_MODEL`.
+History holds no feedback, so tasks close by one of :data:`CLOSING_MODELS` (``deadline``: at the
+feedback deadline after dispatch; ``cleared``: once its alarms cleared and that deadline passed).
 """
 
 from __future__ import annotations
