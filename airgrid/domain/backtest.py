@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from airgrid.domain.aqi import HOURLY_INDICATORS
 from airgrid.domain.detection import engine
@@ -100,6 +100,18 @@ class Tally:
     rules: Counter[str] = field(default_factory=Counter)
 
 
+class Observer(Protocol):
+    """What ``run`` tells a second replay (``backtest --tasks``, domain/backtest_tasks.py)."""
+
+    def station(
+        self, now: float, station: str, events: list[AlarmEvent], closed: list[tuple[int, dict[str, float]]]
+    ) -> None:
+        """A station's alarm events and the hours it closed (engine ``closed``) at data time ``now``."""
+
+    def hour(self, now: float) -> None:
+        """Every station of the hour ending at ``now`` was evaluated."""
+
+
 @dataclass
 class Result:
     tallies: dict[tuple[str, str], Tally] = field(default_factory=lambda: defaultdict(Tally))
@@ -135,8 +147,10 @@ def run(
     aqi_out: IO[str] | None = None,
     progress: IO[str] | None = None,
     keep_events: bool = False,
+    observer: Observer | None = None,
 ) -> Result:
-    """Replay rows (any order of stations; sorted by time here) through the engine."""
+    """Replay rows (any order of stations; sorted by time here) through the engine; ``observer``
+    also gets each station's events and closed hours, hour by hour."""
     result = Result()
     ordered = sorted(rows, key=lambda r: (r.end, r.station))
     stations = sorted({r.station for r in ordered})
@@ -155,6 +169,7 @@ def run(
         for station in stations:
             state = states[station]
             row = hour_rows.get(station)
+            closed: list[tuple[int, dict[str, float]]] = []
             if row is None or not row.values:
                 events = engine.check_silence(state, station, rs, now)
             else:
@@ -166,7 +181,9 @@ def run(
                     values=row.values,  # type: ignore[arg-type]
                     flags={},
                 )
-                state, events, outcome = engine.evaluate(state, reading, rs, now)
+                state, events, outcome = engine.evaluate(
+                    state, reading, rs, now, closed if observer is not None else None
+                )
                 result.outcomes[outcome] += 1
                 month = (row.end - timedelta(hours=1)).astimezone(CST).strftime("%Y-%m")  # hour start
                 result.tallies[(station, month)].readings += 1
@@ -176,6 +193,10 @@ def run(
                 result.add(event)
             if keep_events:
                 result.events += events
+            if observer is not None:
+                observer.station(now, station, events, closed)
+        if observer is not None:
+            observer.hour(now)
         if progress is not None and (i == total or i % 20000 < len(hour_rows)):
             rate = i / max(1e-9, time.monotonic() - began)
             print(
