@@ -133,7 +133,7 @@ async def test_feedback_rights_reject_reopens_and_approve_closes(
         "closed",
     ]
     submitted = chain[4]
-    assert submitted["findings"] == FINDINGS and submitted["worker_id"] == l3_worker
+    assert submitted["findings"] == {**FINDINGS, "sources": []} and submitted["worker_id"] == l3_worker
     assert chain[5]["departments"] == ["urban_management", "market_regulation"]
     assert chain[-1]["worker_id"] == f"W-{lineage.l1}" and chain[-1]["state"] == "closed"
 
