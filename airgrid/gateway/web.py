@@ -1,4 +1,6 @@
-"""The gateway's HTTP endpoint: ``GET /metrics`` (Prometheus) and ``GET /health`` (200 or 503).
+"""The gateway's HTTP endpoint: ``GET /metrics`` (Prometheus), ``GET /health`` and
+``/health/ready`` (200 or 503: Kafka acknowledges), ``/health/live`` (200 while it answers), the
+same paths as the worker's, so one probe configuration serves both.
 
 A few lines of asyncio instead of a web framework: two read-only paths, small answers.
 """
@@ -28,12 +30,15 @@ async def start_web(
                 status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
             elif path == b"/metrics":
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics()
-            elif path == b"/health":
+            elif path == b"/health/live":
+                status, ctype, body = "200 OK", "text/plain", b"ok\n"
+            elif path in (b"/health", b"/health/ready"):
                 ok = healthy()
                 status = "200 OK" if ok else "503 Service Unavailable"
                 ctype, body = "text/plain", b"ok\n" if ok else b"kafka is not acknowledging\n"
             else:
-                status, ctype, body = "404 Not Found", "text/plain", b"/metrics or /health\n"
+                paths = b"/metrics, /health, /health/ready or /health/live\n"
+                status, ctype, body = "404 Not Found", "text/plain", paths
             head = (
                 f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
