@@ -74,8 +74,9 @@ class TopicsError(Exception):
 
 async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) -> list[str]:
     """Create every airgrid topic that is missing, the tables' changelogs included (compacted),
-    with the configured partitions; return when every broker's metadata shows all of them with
-    all their partitions led, and the names of the topics it created.
+    with the configured partitions, replication factor and ``min.insync.replicas``; return when
+    every broker's metadata shows all of them with all their partitions led, and the names of the
+    topics it created.
 
     A worker must not join its group before then: Faust's assignor leaves out a topic that the
     group leader's metadata does not show yet ("Ignoring missing topic"), and a table whose
@@ -87,10 +88,11 @@ async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) ->
     names = TopicNames.of(settings)
     changelogs = changelog_topics(settings)
     parts, repl = settings.topic_partitions, settings.topic_replication
-    compact = {"cleanup.policy": "compact"}
-    wanted = [NewTopic(n, parts, repl) for n in names.all()]
+    isr = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    compact = {"cleanup.policy": "compact", **isr}
+    wanted = [NewTopic(n, parts, repl, topic_configs=isr) for n in names.all()]
     wanted += [NewTopic(n, parts, repl, topic_configs=compact) for n in changelogs]
-    wanted.append(NewTopic(leader_topic(settings), 1, repl))
+    wanted.append(NewTopic(leader_topic(settings), 1, repl, topic_configs=isr))
     # the tables are partitioned like the topics their events come from
     copartitioned = {names.readings, names.station_commands, names.alarms, names.task_commands, *changelogs}
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))  # type: ignore[arg-type]
@@ -100,6 +102,12 @@ async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) ->
         shown = await _partitions_shown(client, client.get_random_node(), [t.name for t in wanted])
         _check_copartitioned(shown, copartitioned, parts)
         missing = [t for t in wanted if t.name not in shown]
+        brokers = len(client.cluster.brokers())
+        if missing and brokers < repl:
+            raise TopicsError(
+                f"AIRGRID_TOPIC_REPLICATION is {repl} but the cluster at {settings.bootstrap_servers} has "
+                f"{brokers} broker(s): set it at most the number of brokers (3 on a three-broker cluster)"
+            )
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker raced us: fine
                 await admin.create_topics(missing)

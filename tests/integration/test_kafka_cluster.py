@@ -1,0 +1,103 @@
+"""The local three-broker cluster (``airgrid kafka run --brokers 3``): every node lists the three
+brokers, the quorum names its leader, airgrid's topics get replication factor 3 and
+``min.insync.replicas=2`` there, and a replication factor above the brokers is a one-line error."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from airgrid.config.settings import load_settings
+from airgrid.kafka.cluster import LocalKafkaCluster, quorum_leader
+from airgrid.kafka.local import PID_FILE, broker_count
+from airgrid.kafka.topics import TopicNames, TopicsError, changelog_topics, ensure_topics
+from tests.helpers import REPO, clean_env
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
+
+
+def test_every_node_lists_three_brokers_and_one_leader(kafka_cluster: LocalKafkaCluster) -> None:
+    for node in kafka_cluster.nodes.values():
+        assert broker_count(node.bootstrap, 5) == 3
+    leaders = {quorum_leader(node.bootstrap) for node in kafka_cluster.nodes.values()}
+    assert len(leaders) == 1 and leaders <= {1, 2, 3}
+    assert kafka_cluster.active_controller() in leaders
+
+
+async def test_topics_are_replicated_three_times_with_two_in_sync(
+    kafka_cluster: LocalKafkaCluster, uid: str, tmp_path: Path
+) -> None:
+    broker = "kafka://" + kafka_cluster.bootstrap.replace(",", ";")
+    settings = load_settings(
+        broker=broker, topic_prefix=f"t{uid}.", app_id=f"a{uid}", data_dir=tmp_path, topic_replication=3
+    )
+    assert settings.min_insync_replicas == 2
+    await ensure_topics(settings)
+    topics = [*TopicNames.of(settings).all(), *changelog_topics(settings)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        assert {t["topic"] for t in described} == set(topics)
+        for topic in described:
+            assert {len(p["replicas"]) for p in topic["partitions"]} == {3}, topic["topic"]
+        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+        isr = {
+            resource[3]: {entry[0]: entry[1] for entry in resource[4]}["min.insync.replicas"]
+            for response in configs
+            for resource in response.resources
+        }
+        assert isr == dict.fromkeys(topics, "2")
+    finally:
+        await admin.close()
+    too_many = load_settings(broker=broker, topic_prefix=f"u{uid}.", data_dir=tmp_path, topic_replication=4)
+    with pytest.raises(TopicsError, match=r"AIRGRID_TOPIC_REPLICATION is 4 but the cluster .* has 3 broker"):
+        await ensure_topics(too_many)
+
+
+def test_kafka_run_brokers_3_starts_a_cluster_and_stop_ends_it(tmp_path: Path) -> None:
+    data = tmp_path / "cluster"
+    args = ["--brokers", "3", "--port", "0", "--controller-port", "0", "--data-dir", str(data)]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "airgrid", "kafka", "run", *args, "--timeout", "240"],
+        env=clean_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        deadline, lines = time.monotonic() + 300, []
+        while time.monotonic() < deadline and not any("ready on" in line for line in lines):
+            if select.select([run.stdout], [], [], 1)[0]:
+                lines.append(run.stdout.readline())
+            assert run.poll() is None, "".join(lines)
+        ready = next(line for line in lines if "ready on" in line)
+        assert ready.startswith("Kafka cluster of 3 brokers ready on 127.0.0.1:")
+        bootstrap = ready.split(" ready on ")[1].split(" ")[0]
+        assert len(bootstrap.split(",")) == 3 and broker_count(bootstrap, 5) == 3
+        assert sorted(p.parent.name for p in data.glob(f"node*/{PID_FILE}")) == ["node1", "node2", "node3"]
+        stop = subprocess.run(
+            [sys.executable, "-m", "airgrid", "kafka", "stop", "--data-dir", str(data)],
+            env=clean_env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (stop.returncode, stop.stdout) == (0, "Kafka stopped\n"), stop.stderr
+        assert run.wait(60) == 0
+        assert broker_count(bootstrap, 1) == 0
+    finally:
+        if run.poll() is None:
+            run.terminate()
+            run.wait(60)
