@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 # topics they are written from. The binding checks that the app defines exactly these.
 TABLES = ("stations", "tasks", "station-open-task")
 VISIBLE_WITHIN_S = 30.0
+# a broker of a cluster that is down or stalled, and not yet fenced by the controller, is still
+# listed in the metadata for a few seconds (broker.session.timeout.ms): it is asked this long
+NODE_ANSWER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,15 @@ async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) ->
     await admin.start()
     try:
         client = admin._client  # type: ignore[attr-defined]  # the admin client has no metadata call
-        shown = await _partitions_shown(client, client.get_random_node(), [t.name for t in wanted])
+        shown = await _first_view(client, [t.name for t in wanted], within)
         _check_copartitioned(shown, copartitioned, parts)
         missing = [t for t in wanted if t.name not in shown]
         brokers = len(client.cluster.brokers())
         if missing and brokers < repl:
             raise TopicsError(
                 f"AIRGRID_TOPIC_REPLICATION is {repl} but the cluster at {settings.bootstrap_servers} has "
-                f"{brokers} broker(s): set it at most the number of brokers (3 on a three-broker cluster)"
+                f"{brokers} broker(s) registered now: set it at most the number of brokers (3 on a "
+                "three-broker cluster), or start the missing ones"
             )
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker raced us: fine
@@ -138,27 +142,57 @@ async def wait_visible(
     copartitioned: AbstractSet[str] = frozenset(),
     parts: int = 0,
 ) -> None:
-    """Wait until the metadata of every broker shows each topic with its number of partitions,
-    each with a leader; a new topic reaches the brokers' metadata caches a little later than the
-    controller acknowledges its creation. A co-partitioned topic seen with another count (one
-    that someone else created meanwhile) is a :class:`TopicsError`."""
+    """Wait until the metadata of every broker that answers shows each topic with its number of
+    partitions, each with a leader; a new topic reaches the brokers' metadata caches a little
+    later than the controller acknowledges its creation. A broker that does not answer (killed or
+    stalled in a cluster) serves no client either, and catches up with the controller's metadata
+    before it serves again, so it is not waited for. A co-partitioned topic seen with another
+    count (one that someone else created meanwhile) is a :class:`TopicsError`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         await client.force_metadata_update()
-        brokers = [b.nodeId for b in client.cluster.brokers()]
-        lacking: set[str] = set()
-        for node in brokers:
-            shown = await _partitions_shown(client, node, list(topics))
+        views = await _views(client, [b.nodeId for b in client.cluster.brokers()], list(topics))
+        lacking: set[str] = set() if views else set(topics)
+        for shown in views.values():
             _check_copartitioned(shown, copartitioned, parts)
             lacking |= {t for t, n in topics.items() if shown.get(t, (0, 0))[1] < n}
-        if brokers and not lacking:
+        if not lacking:
             return
         if loop.time() >= deadline:
             raise TimeoutError(
                 f"topics not visible on every broker after {within:.0f} s: {', '.join(sorted(lacking))}"
             )
         await asyncio.sleep(0.1)
+
+
+async def _views(client: Any, nodes: list[int], topics: list[str]) -> dict[int, dict[str, tuple[int, int]]]:
+    """What each of ``nodes`` shows of ``topics``; a node that does not answer within
+    ``NODE_ANSWER_S`` is left out."""
+    from aiokafka.errors import KafkaError
+
+    views = {}
+    for node in nodes:
+        try:
+            views[node] = await asyncio.wait_for(_partitions_shown(client, node, topics), NODE_ANSWER_S)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.info("broker %s does not answer (%s); not waiting for its metadata", node, type(exc).__name__)
+    return views
+
+
+async def _first_view(client: Any, topics: list[str], within: float) -> dict[str, tuple[int, int]]:
+    """What the first broker that answers shows of ``topics``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        for node in [b.nodeId for b in client.cluster.brokers()]:
+            views = await _views(client, [node], topics)
+            if views:
+                return views[node]
+        if loop.time() >= deadline:
+            raise TimeoutError(f"no broker answered a metadata request within {within:.0f} s")
+        await asyncio.sleep(0.5)
+        await client.force_metadata_update()
 
 
 async def _partitions_shown(client: Any, node: int, topics: list[str]) -> dict[str, tuple[int, int]]:

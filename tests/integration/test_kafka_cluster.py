@@ -4,6 +4,7 @@ brokers, the quorum names its leader, airgrid's topics get replication factor 3 
 
 from __future__ import annotations
 
+import asyncio
 import select
 import subprocess
 import sys
@@ -60,6 +61,29 @@ async def test_topics_are_replicated_three_times_with_two_in_sync(
     too_many = load_settings(broker=broker, topic_prefix=f"u{uid}.", data_dir=tmp_path, topic_replication=4)
     with pytest.raises(TopicsError, match=r"AIRGRID_TOPIC_REPLICATION is 4 but the cluster .* has 3 broker"):
         await ensure_topics(too_many)
+
+
+async def test_topics_are_checked_while_a_broker_is_down(
+    kafka_cluster: LocalKafkaCluster, uid: str, tmp_path: Path
+) -> None:
+    """A worker (re)started while a broker of the cluster is down: its topics exist, and the
+    check that every broker shows them must not wait for the one that cannot answer. It asked
+    that broker too, still listed until the controller fences it, and the worker exited 1
+    ("cannot reach Kafka ... NodeNotReadyError"; found by the cluster fault campaign)."""
+    broker = "kafka://" + kafka_cluster.bootstrap.replace(",", ";")
+    settings = load_settings(
+        broker=broker, topic_prefix=f"t{uid}.", app_id=f"a{uid}", data_dir=tmp_path, topic_replication=3
+    )
+    await ensure_topics(settings)
+    node = kafka_cluster.node(3)
+    node.kill()
+    try:
+        began = time.monotonic()
+        assert await asyncio.wait_for(ensure_topics(settings), 60) == []
+        print(f"\ntopics checked in {time.monotonic() - began:.1f} s with broker 3 down")
+    finally:
+        await asyncio.to_thread(node.start, 120)
+        await asyncio.to_thread(kafka_cluster.wait_brokers, 60)
 
 
 def test_kafka_run_brokers_3_starts_a_cluster_and_stop_ends_it(tmp_path: Path) -> None:
