@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -86,7 +85,6 @@ async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) ->
     changelog was left out cannot be written until the next metadata refresh, five minutes later
     (issue 18: a fresh app id lost 89 alarms that way)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
 
     names = TopicNames.of(settings)
     changelogs = changelog_topics(settings)
@@ -113,14 +111,34 @@ async def ensure_topics(settings: Settings, within: float = VISIBLE_WITHIN_S) ->
                 "three-broker cluster), or start the missing ones"
             )
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker raced us: fine
-                await admin.create_topics(missing)
+            await _create(admin, missing, within)
             log.info("created topics %s", ", ".join(t.name for t in missing))
         need = {t.name: shown[t.name][0] if t.name in shown else t.num_partitions for t in wanted}
         await wait_visible(client, need, within, copartitioned, parts)
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def _create(admin: Any, topics: list[Any], within: float) -> None:
+    """Create ``topics``; another worker creating them meanwhile is fine. The admin client sends
+    the request to the metadata's controller id, in KRaft a random broker (KIP-590) that may be
+    down: ask again, another broker is drawn."""
+    from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            await asyncio.wait_for(admin.create_topics(topics), NODE_ANSWER_S)
+            return
+        except TopicAlreadyExistsError:
+            return
+        except (KafkaError, TimeoutError, OSError):
+            if loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.5)
+        await admin._client.force_metadata_update()
 
 
 def _check_copartitioned(

@@ -19,7 +19,7 @@ from airgrid.config.settings import load_settings
 from airgrid.kafka.cluster import LocalKafkaCluster, quorum_leader
 from airgrid.kafka.local import PID_FILE, broker_count
 from airgrid.kafka.topics import TopicNames, TopicsError, changelog_topics, ensure_topics
-from tests.helpers import REPO, clean_env
+from tests.helpers import REPO, Worker, airgrid_cli, clean_env, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -84,6 +84,34 @@ async def test_topics_are_checked_while_a_broker_is_down(
     finally:
         await asyncio.to_thread(node.start, 120)
         await asyncio.to_thread(kafka_cluster.wait_brokers, 60)
+
+
+def test_a_worker_starts_while_a_broker_is_down_and_not_yet_fenced(uid: str, tmp_path: Path) -> None:
+    """One broker of three killed and still registered (its session, 30 s here, not expired): a
+    worker starting then must not exit. Its topic check asked every broker in the metadata, the
+    killed one too, and the start failed with NodeNotReadyError (found by the cluster fault
+    campaign, with Faust's own topic creation failing the same way once: it is off now)."""
+    unfenced = {"broker.session.timeout.ms": "30000"}
+    cluster = LocalKafkaCluster(3, data_dir=tmp_path / "k", extra_props=unfenced)
+    cluster.start(240)
+    try:
+        env = worker_env(
+            cluster.bootstrap,
+            uid,
+            tmp_path / "state",
+            AIRGRID_BROKER="kafka://" + cluster.bootstrap.replace(",", ";"),
+            AIRGRID_TOPIC_REPLICATION="3",
+        )
+        made = airgrid_cli(env, "topics")
+        assert made.returncode == 0, made.stderr
+        cluster.node(1).kill()  # the first broker of the metadata: Faust asked it first
+        worker = Worker(env, tmp_path / "worker.log")
+        try:
+            print(f"\nhealthy {worker.start(150):.1f} s after its start with broker 1 down")
+        finally:
+            assert worker.stop(60) == 0, worker.tail()
+    finally:
+        cluster.close()
 
 
 def test_kafka_run_brokers_3_starts_a_cluster_and_stop_ends_it(tmp_path: Path) -> None:
