@@ -26,7 +26,7 @@ def kafka() -> None:
     "--controller-port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="default: --port + 1 (with --brokers N: --port + N); 0: a free port",
+    help="default: --port + 1 (with --brokers N: --port + N); 0 (the default with --port 0): free ports",
 )
 @click.option(
     "--brokers",
@@ -52,6 +52,8 @@ def run(port: int, controller_port: int | None, brokers: int, data_dir: Path | N
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    if port == 0 and controller_port is None:
+        controller_port = 0  # free ports for the controllers too, not ports after a free one
     broker: LocalKafka | LocalKafkaCluster
     if brokers == 1:
         broker = LocalKafka(

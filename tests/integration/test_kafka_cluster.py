@@ -116,7 +116,7 @@ def test_a_worker_starts_while_a_broker_is_down_and_not_yet_fenced(uid: str, tmp
 
 def test_kafka_run_brokers_3_starts_a_cluster_and_stop_ends_it(tmp_path: Path) -> None:
     data = tmp_path / "cluster"
-    args = ["--brokers", "3", "--port", "0", "--controller-port", "0", "--data-dir", str(data)]
+    args = ["--brokers", "3", "--port", "0", "--data-dir", str(data)]  # free ports, controllers too
     run = subprocess.Popen(
         [sys.executable, "-m", "airgrid", "kafka", "run", *args, "--timeout", "240"],
         env=clean_env(),

@@ -212,6 +212,11 @@ async def test_cluster_faults_lose_nothing(
         for w in workers:
             if w.proc is not None and w.proc.poll() is None:
                 w.stop(60)
+        for node in cluster.nodes.values():  # the cluster is the session's: leave it whole
+            if node.is_running():
+                node.resume()
+            else:
+                node.start(120)
     crashed = run.crashed + len(exited)
     print("\n| fault | tried | recovery s | killed worker healthy again s |\n|---|---|---|---|")
     print("\n".join(row.line() for row in run.rows.values()))
