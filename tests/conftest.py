@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from airgrid.kafka.cluster import LocalKafkaCluster
 from airgrid.kafka.local import LocalKafka, broker_answers, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +32,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield kafka.bootstrap
     finally:
         kafka.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
+    """A local three-broker KRaft cluster (combined mode) on free ports, started when a test first
+    asks for it and kept for the session. A test that kills or stops a node starts it again before
+    it ends (``LocalKafkaCluster.nodes``). A cluster that cannot start fails the tests."""
+    cluster = LocalKafkaCluster(3, data_dir=tmp_path_factory.mktemp("kafka-cluster"))
+    cluster.start(timeout=240)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

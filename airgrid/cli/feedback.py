@@ -111,7 +111,9 @@ async def _send(s: Settings, msg: Feedback) -> None:
     from airgrid.kafka.client import kafka_client_options
 
     await reach(s)
-    producer = AIOKafkaProducer(acks="all", request_timeout_ms=15000, **kafka_client_options(s))
+    producer = AIOKafkaProducer(
+        acks="all", enable_idempotence=True, request_timeout_ms=15000, **kafka_client_options(s)
+    )
     try:
         await producer.start()
         await producer.send_and_wait(

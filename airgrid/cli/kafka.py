@@ -14,36 +14,70 @@ from airgrid.cli.base import UNREACHABLE, OpsError, group
 
 @group("kafka")
 def kafka() -> None:
-    """A real Apache Kafka broker (KRaft, single node) on 127.0.0.1 without Docker: its jars come
-    from Maven Central on the first run and are cached in .cache/kafka (AIRGRID_KAFKA_CACHE_DIR)."""
+    """A real Apache Kafka broker (KRaft, single node, or a cluster with --brokers) on 127.0.0.1
+    without Docker: its jars come from Maven Central on the first run and are cached in
+    .cache/kafka (AIRGRID_KAFKA_CACHE_DIR)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
 
 @kafka.command("run")
-@click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True)
-@click.option("--controller-port", type=click.IntRange(1, 65535), default=None, help="default: --port + 1")
+@click.option("--port", type=click.IntRange(0, 65535), default=9092, show_default=True, help="0: a free port")
+@click.option(
+    "--controller-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="default: --port + 1 (with --brokers N: --port + N); 0 (the default with --port 0): free ports",
+)
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=1,
+    show_default=True,
+    help="nodes of a KRaft cluster in combined mode (each broker and controller), on --port, "
+    "--port + 1, ... (controllers from --controller-port); topics there want "
+    "AIRGRID_TOPIC_REPLICATION=3",
+)
 @click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="default: a temp dir"
 )
 @click.option(
     "--timeout", type=float, default=90.0, show_default=True, help="seconds to wait until it answers"
 )
-def run(port: int, controller_port: int | None, data_dir: Path | None, timeout: float) -> int:
-    """Start a broker and block until SIGINT or SIGTERM (or `airgrid kafka stop`), then stop it."""
-    from airgrid.kafka.local import PID_FILE, DevKafkaError, LocalKafka
+def run(port: int, controller_port: int | None, brokers: int, data_dir: Path | None, timeout: float) -> int:
+    """Start a broker (or a cluster of --brokers) and block until SIGINT or SIGTERM (or `airgrid
+    kafka stop`), then stop it."""
+    from airgrid.kafka.cluster import LocalKafkaCluster
+    from airgrid.kafka.local import PID_FILE, DevKafkaError, LocalKafka, free_port
 
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    broker = LocalKafka(port=port, controller_port=controller_port, data_dir=data_dir)
+    if port == 0 and controller_port is None:
+        controller_port = 0  # free ports for the controllers too, not ports after a free one
+    broker: LocalKafka | LocalKafkaCluster
+    if brokers == 1:
+        broker = LocalKafka(
+            port=port or free_port(),
+            controller_port=None if controller_port is None else controller_port or free_port(),
+            data_dir=data_dir,
+        )
+        pid_files = [broker.data_dir / PID_FILE]
+        what = "Kafka"
+    else:
+        ports = [free_port() for _ in range(brokers)] if port == 0 else [port + i for i in range(brokers)]
+        first = port + brokers if controller_port is None else controller_port
+        cports = [free_port() for _ in range(brokers)] if first == 0 else [first + i for i in range(brokers)]
+        broker = LocalKafkaCluster(brokers, ports=ports, controller_ports=cports, data_dir=data_dir)
+        pid_files = [node.data_dir / PID_FILE for node in broker.nodes.values()]
+        what = f"Kafka cluster of {brokers} brokers"
     try:
         elapsed = broker.start(timeout=timeout)
-        print(f"Kafka ready on {broker.bootstrap} (started in {elapsed:.1f}s)", flush=True)
-        print(f"data dir {broker.data_dir}, log {broker.log_file}", flush=True)
+        print(f"{what} ready on {broker.bootstrap} (started in {elapsed:.1f}s)", flush=True)
+        print(f"data dir {broker.data_dir}", flush=True)
         while not done.wait(0.5):
             if not broker.is_running():
-                print("Kafka broker exited", flush=True)
-                return 0 if not (broker.data_dir / PID_FILE).exists() else 1
+                print("Kafka exited", flush=True)
+                return 1 if any(f.exists() for f in pid_files) else 0
         return 0
     except DevKafkaError as exc:
         raise OpsError(str(exc), UNREACHABLE) from None
@@ -78,7 +112,7 @@ def check(bootstrap: str, timeout: float) -> int:
 @kafka.command("stop")
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def stop(data_dir: Path) -> int:
-    """Stop a broker that `airgrid kafka run --data-dir DIR` started."""
+    """Stop a broker (or every node of a cluster) that `airgrid kafka run --data-dir DIR` started."""
     from airgrid.kafka.local import stop_pidfile
 
     print("Kafka stopped" if stop_pidfile(data_dir) else f"no running Kafka for {data_dir}")

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(4, ge=1, le=1024, description="partitions of every airgrid topic")
     topic_replication: int = Field(1, ge=1, le=16, description="replication factor of topics")
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="min.insync.replicas of airgrid's topics: replicas that must hold a write before "
+        "Kafka acknowledges it (producers use acks=all); default 2 with a replication factor of 3 or "
+        "more, else 1",
+    )
     store: Literal["memory", "rocksdb"] = Field(
         "rocksdb", description="table store: rocksdb (rocksdict) recovers fast; memory replays"
     )
@@ -271,7 +279,28 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _min_isr_within_replication(self) -> Settings:
+        if (
+            self.topic_min_insync_replicas is not None
+            and self.topic_min_insync_replicas > self.topic_replication
+        ):
+            raise ValueError(
+                f"AIRGRID_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) exceeds "
+                f"AIRGRID_TOPIC_REPLICATION ({self.topic_replication}): Kafka would refuse every write; "
+                "set it at most the replication factor (2 of 3 is usual)"
+            )
+        return self
+
     # --- Derived -----------------------------------------------------------------------------
+    @property
+    def min_insync_replicas(self) -> int:
+        """``topic_min_insync_replicas``, or 2 of a replication factor of 3 or more, else 1: one
+        broker may fail without stopping writes, and an acknowledged write is on two brokers."""
+        if self.topic_min_insync_replicas is not None:
+            return self.topic_min_insync_replicas
+        return 2 if self.topic_replication >= 3 else 1
+
     @property
     def bootstrap_servers(self) -> str:
         return self.broker.removeprefix("kafka://").replace(";", ",")

@@ -1,4 +1,5 @@
-"""A real, local Apache Kafka broker (KRaft, single node) without Docker.
+"""A real, local Apache Kafka broker (KRaft, single node) without Docker; ``cluster.py`` runs
+several of them as one cluster.
 
 The broker jars are resolved from Maven Central with ``scripts/kafka/pom.xml`` into a cache
 folder (``.cache/kafka/lib`` at the repo root, or ``$AIRGRID_KAFKA_CACHE_DIR/lib``) and the
@@ -82,8 +83,8 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _metadata_ok(host: str, port: int, timeout: float) -> bool:
-    """Send a Metadata v4 request (no topics) and check that >= 1 broker is listed."""
+def _metadata_brokers(host: str, port: int, timeout: float) -> int:
+    """Send a Metadata v4 request (no topics); return how many brokers it lists (0: no answer)."""
     correlation_id = 0x41_49_52  # "AIR"
     client_id = b"airgrid-devkafka"
     # header v1: api_key=3 (Metadata), api_version=4, correlation_id, client_id
@@ -95,25 +96,31 @@ def _metadata_ok(host: str, port: int, timeout: float) -> bool:
         sock.sendall(struct.pack(">i", len(payload)) + payload)
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
         if not 12 <= size <= 10_000_000:
-            return False
+            return 0
         body = _recv_exact(sock, size)
     got_cid, _throttle, n_brokers = struct.unpack_from(">iii", body, 0)
     if got_cid != correlation_id or n_brokers < 1:
-        return False
+        return 0
     _node_id, host_len = struct.unpack_from(">ih", body, 12)
-    return 0 < host_len < size  # the first broker entry carries a host name
+    return n_brokers if 0 < host_len < size else 0  # the first broker entry carries a host name
+
+
+def broker_count(bootstrap: str, timeout: float = 2.0) -> int:
+    """How many brokers the first answering ``host:port`` of ``bootstrap`` lists (0: none answers)."""
+    for entry in bootstrap.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        try:
+            n = _metadata_brokers(host.strip("[]") or "127.0.0.1", int(port), timeout)
+        except (OSError, ValueError, struct.error):
+            continue
+        if n:
+            return n
+    return 0
 
 
 def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """True if any ``host:port`` of ``bootstrap`` answers a Kafka Metadata request."""
-    for entry in bootstrap.split(","):
-        host, _, port = entry.strip().rpartition(":")
-        try:
-            if _metadata_ok(host.strip("[]") or "127.0.0.1", int(port), timeout):
-                return True
-        except (OSError, ValueError, struct.error):
-            continue
-    return False
+    return broker_count(bootstrap, timeout) > 0
 
 
 def _group_states(pgid: int) -> list[str]:
@@ -130,7 +137,7 @@ def _group_states(pgid: int) -> list[str]:
     return states
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A Kafka-style cluster id: base64url (no padding) of 16 random bytes."""
     while True:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -222,6 +229,7 @@ class LocalKafka:
         log_file: str | Path | None = None,
         extra_props: dict[str, str] | None = None,
         scram_users: dict[str, str] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
@@ -232,6 +240,8 @@ class LocalKafka:
         self.extra_props = dict(extra_props or {})
         # SCRAM-SHA-512 credentials written into the metadata when the storage is formatted
         self.scram_users = dict(scram_users or {})
+        # the nodes of one cluster format their storage with the same id (airgrid.kafka.cluster)
+        self.cluster_id = cluster_id or new_cluster_id()
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
 
@@ -247,8 +257,7 @@ class LocalKafka:
         """Resolve the broker jars into ``<cache>/lib`` (runs Maven only when missing)."""
         return fetch_jars(self.cache_dir)
 
-    def _write_config(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def _props(self) -> dict[str, str]:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -273,8 +282,12 @@ class LocalKafka:
             "broker.session.timeout.ms": "3000",
         }
         props.update(self.extra_props)
+        return props
+
+    def _write_config(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.data_dir / "server.properties"
-        cfg.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        cfg.write_text("".join(f"{k}={v}\n" for k, v in self._props().items()))
         (self.data_dir / "log4j.properties").write_text(_LOG4J)
         return cfg
 
@@ -293,14 +306,27 @@ class LocalKafka:
         """Start the broker and wait until it answers a Metadata request; return seconds."""
         if self.is_running():
             return 0.0
+        started = time.monotonic()
+        self.launch()
+        self.wait_ready(timeout)
+        elapsed = time.monotonic() - started
+        assert self._proc is not None
+        log.info("Kafka ready on %s (pid %d, %.1fs)", self.bootstrap, self._proc.pid, elapsed)
+        return elapsed
+
+    def launch(self) -> None:
+        """Format the storage on the first run and start the broker's process; return at once.
+        A node of a cluster cannot answer until a majority of the controllers runs, so the
+        cluster launches every node before it waits for any (:meth:`wait_ready`)."""
+        if self.is_running():
+            return
         self.stop()  # reap a broker that died on its own, release its log handle
         java = _java()
         self._check_port(self.port)
         self._check_port(self.controller_port)
         lib = self.ensure_jars()
         cfg = self._write_config()
-        started = time.monotonic()
-        log_dir = self.data_dir / "kraft-logs"
+        log_dir = Path(self._props()["log.dirs"])
         if not (log_dir / "meta.properties").exists():
             scram = [
                 arg
@@ -308,7 +334,7 @@ class LocalKafka:
                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]")
             ]
             fmt = self._java_cmd(
-                java, lib, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(cfg), *scram
+                java, lib, "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(cfg), *scram
             )
             res = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False)
             if res.returncode != 0:
@@ -328,17 +354,21 @@ class LocalKafka:
         )
         _RUNNING.add(self)
         (self.data_dir / PID_FILE).write_text(f"{self._proc.pid}\n")
-        deadline = started + timeout
+
+    def wait_ready(self, timeout: float, brokers: int = 1) -> None:
+        """Wait up to ``timeout`` seconds until the launched broker answers a Metadata request
+        listing at least ``brokers`` brokers; stop it and raise if it exits or does not answer."""
+        deadline = time.monotonic() + timeout
         while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
+            if self._proc is None or self._proc.poll() is not None:
+                code = None if self._proc is None else self._proc.returncode
                 self.stop()
                 raise KafkaStartError(
                     f"Kafka exited with code {code} during startup; broker log tail "
                     f"({self.log_file}):\n{_tail(self.log_file)}"
                 )
-            if broker_answers(self.bootstrap, 1.0):
-                break
+            if broker_count(self.bootstrap, 1.0) >= brokers:
+                return
             if time.monotonic() > deadline:
                 self.stop()
                 raise KafkaStartError(
@@ -346,9 +376,6 @@ class LocalKafka:
                     f"log tail ({self.log_file}):\n{_tail(self.log_file)}"
                 )
             time.sleep(0.2)
-        elapsed = time.monotonic() - started
-        log.info("Kafka ready on %s (pid %d, %.1fs)", self.bootstrap, self._proc.pid, elapsed)
-        return elapsed
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -382,6 +409,13 @@ class LocalKafka:
         """Crash the broker (SIGKILL, no clean shutdown); data dir is kept."""
         self._signal(signal.SIGKILL)
         self.stop()
+
+    def terminate(self) -> None:
+        """Ask the broker to stop (SIGTERM) and return at once; :meth:`stop` waits for it."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGTERM)
+                os.killpg(self._proc.pid, signal.SIGCONT)  # a paused JVM must run to exit
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the broker: SIGTERM to its process group, SIGKILL after ``timeout``."""
@@ -426,24 +460,31 @@ class LocalKafka:
 
 
 def stop_pidfile(data_dir: str | Path, timeout: float = 20.0) -> bool:
-    """Stop a broker started (e.g. by ``run``) with this data dir; False if none ran."""
-    pid_file = Path(data_dir) / PID_FILE
+    """Stop a broker started (e.g. by ``run``) with this data dir, or every node of a cluster
+    (``<data dir>/node<id>``); False if none ran."""
+    root = Path(data_dir)
+    pids = [pid for f in [root / PID_FILE, *sorted(root.glob(f"node*/{PID_FILE}"))] if (pid := _claim(f))]
+    for pid in pids:  # all at once: a cluster's last node stopped alone waits for a lost quorum
+        for sig in (signal.SIGTERM, signal.SIGCONT):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    return bool(pids)
+
+
+def _claim(pid_file: Path) -> int | None:
+    """The pid of the broker ``pid_file`` names, removing the file (which tells a blocking ``run``
+    this stop was asked for); None for a missing or stale file."""
     try:
         pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
-        return False
-    if b"kafka.Kafka" not in cmdline:  # stale pid file, pid reused by something else
-        pid_file.unlink(missing_ok=True)
-        return False
-    pid_file.unlink(missing_ok=True)  # first: tells a blocking `run` this stop was asked for
-    for sig in (signal.SIGTERM, signal.SIGCONT):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    return True
+        return None
+    pid_file.unlink(missing_ok=True)
+    return pid if b"kafka.Kafka" in cmdline else None  # else the pid was reused by something else

@@ -8,15 +8,20 @@ that is later lost: after a SIGKILL a station's state rolls back while its readi
 acknowledged; the consumer's commit waits for those (``commit_after_writes``) and the task owner
 waits for them before it publishes (``acknowledged``).
 
-Private names: Faust ``Producer.send_soon``, ``Producer.linger_ms``, ``Producer._producer`` (the
-aiokafka client); aiokafka ``AIOKafkaProducer._message_accumulator`` with its ``_batches`` and
-``_waiter_future``, and a batch's ``_builder`` (``release``).
+Not a defect but a missing setting: Faust gives its producer ``enable_idempotence`` only inside
+transactions (``processing_guarantee="exactly_once"``, ``Producer._settings_extra``); this class
+asks for it always, with ``acks=all``, so a send retried after a leader election is written once.
+
+Private names: Faust ``Producer.send_soon``, ``Producer._settings_extra``, ``Producer.linger_ms``,
+``Producer._producer`` (the aiokafka client); aiokafka ``AIOKafkaProducer._message_accumulator``
+with its ``_batches`` and ``_waiter_future``, and a batch's ``_builder`` (``release``).
 Tests: tests/unit/test_patches.py (tracked writes, drain), tests/integration/test_linger_release.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Producer as FaustAIOKafkaProducer
@@ -29,6 +34,12 @@ class TrackingProducer(FaustAIOKafkaProducer):  # type: ignore[misc]
         super().__post_init__()
         self.unacknowledged: set[asyncio.Future[Any]] = set()
         self.failed = 0  # writes Kafka refused for good (after the producer's own retries)
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        # Faust asks aiokafka for idempotence only inside transactions (exactly_once); a retry
+        # after a leader moved (a broker killed, a rolling restart) must not write a table row or
+        # an event twice, nor out of order, either
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
     def send_soon(self, fut: Any) -> None:
         self.unacknowledged.add(fut)

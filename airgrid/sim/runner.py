@@ -74,7 +74,9 @@ class EventClock:
 async def _producer(settings: Settings) -> Any:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(acks="all", linger_ms=5, **kafka_client_options(settings))
+    producer = AIOKafkaProducer(
+        acks="all", enable_idempotence=True, linger_ms=5, **kafka_client_options(settings)
+    )
     await producer.start()
     return producer
 

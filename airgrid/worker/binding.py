@@ -88,6 +88,10 @@ def create_app(
         topic_partitions=s.topic_partitions,
         topic_replication_factor=s.topic_replication,
         table_standby_replicas=0,
+        # ensure_topics creates every topic and changelog before the worker starts; Faust's own
+        # creation asks the metadata's controller id, in KRaft a random broker (KIP-590), which may
+        # be one just killed: the start failed with NodeNotReadyError (cluster fault campaign)
+        topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=s.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, s.session_timeout_seconds / 3),

@@ -227,6 +227,24 @@ def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
     assert type(app.flow_control).__name__ == "StreamFlowControl"
 
 
+async def test_the_producer_is_idempotent_with_acks_all(tmp_path: Path) -> None:
+    """Faust asks for idempotence only in transactions; a retried send must not write twice."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    client = app.producer._new_producer()  # built, not started: no broker needed
+    try:
+        assert client._txn_manager is not None  # aiokafka's sequence numbers: idempotence is on
+        assert client._sender._acks == -1  # all in-sync replicas
+    finally:
+        await client.stop()
+
+
+def test_faust_never_creates_topics_itself(tmp_path: Path) -> None:
+    """ensure_topics creates them all before the worker starts; Faust's creation asks the
+    metadata's controller id (in KRaft any broker, one just killed too) and failed a start."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    assert app.conf.topic_allow_declare is False
+
+
 def test_a_message_skipped_during_a_rebalance_is_not_counted_as_done(tmp_path: Path) -> None:
     """Faust's pure-Python stream acknowledges a message it skipped (flow suspended) as if it had
     processed it; the consumer keeps its offset out of the acked list, so no commit passes it."""

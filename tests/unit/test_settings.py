@@ -226,3 +226,12 @@ def test_database_urls_of_known_dialects_pass(monkeypatch: pytest.MonkeyPatch) -
     for url in ("sqlite:///var/x.db", "postgresql+psycopg://u:p@h:5432/db", "postgresql://h/db"):
         monkeypatch.setenv("AIRGRID_DATABASE_URL", url)
         assert load_settings().sqlalchemy_url == url
+
+
+def test_min_insync_replicas_defaults_to_two_of_three_and_may_not_exceed_the_replication() -> None:
+    assert load_settings().min_insync_replicas == 1
+    assert load_settings(topic_replication=2).min_insync_replicas == 1
+    assert load_settings(topic_replication=3).min_insync_replicas == 2
+    assert load_settings(topic_replication=5, topic_min_insync_replicas=3).min_insync_replicas == 3
+    message = error_of(topic_replication=2, topic_min_insync_replicas=3)
+    assert "AIRGRID_TOPIC_MIN_INSYNC_REPLICAS (3) exceeds AIRGRID_TOPIC_REPLICATION (2)" in message
