@@ -216,6 +216,17 @@ async def test_a_reading_under_another_key_is_refused_and_leaves_the_state_alone
     assert len(fake(ingest.readings_dlq).sent) == 30 and "ST001" in ingest.cache
 
 
+async def test_a_dead_letter_keeps_a_bounded_part_of_a_huge_key() -> None:
+    """Issue 19: a key of most of a megabyte, copied whole into the letter (as its key, and as
+    replacement characters in its body), made a letter the broker refuses: a poison message."""
+    ingest = make_ingest()
+    await ingest.handle(Delivery(READINGS, 0, 1, b"\xff" * 900_000, b"{}"))
+    (letter,) = fake(ingest.readings_dlq).json()
+    assert letter["reason_code"] == "invalid" and len(letter["key"]) == 1024
+    assert fake(ingest.readings_dlq).keys == [b"\xff" * 1024]
+    assert len(fake(ingest.readings_dlq).sent[0]) < 10_000
+
+
 async def test_an_internal_error_in_ingest_is_raised_to_the_driver_not_dead_lettered() -> None:
     class Broken(dict[str, Any]):
         def __setitem__(self, key: str, value: Any) -> None:
