@@ -54,6 +54,7 @@ READING_CLASSES = (
     "huge",
     "deep",
     "wrong_key",
+    "huge_key",
     REPLAY,
 )
 FEEDBACK_CLASSES = (
@@ -71,6 +72,7 @@ FEEDBACK_CLASSES = (
     "unknown_worker",
     "wrong_worker",
     "not_reviewer",
+    "huge_key",
     REPLAY,
 )
 FRAME_CLASSES = (
@@ -293,7 +295,9 @@ class Mutator:
             key, base_raw = rng.choice(clean)
             base = orjson.loads(base_raw)
             raw = self._reading_bytes(kind, base, base_raw)
-            if kind == "wrong_key":  # a valid reading that would change the state, on a wrong key
+            if kind == "huge_key":  # a key of up to most of what the broker takes
+                k = rng.randbytes(rng.randint(10_000, 900_000))
+            elif kind == "wrong_key":  # a valid reading that would change the state, on a wrong key
                 k: bytes | None = rng.choice(
                     [None, b"", b"ST999", b"st" + key[2:], key + b" ", rng.randbytes(5)]
                 )
@@ -363,6 +367,8 @@ class Mutator:
             return self._huge(base)
         if kind == "deep":
             return self._deep()
+        if kind == "huge_key":  # the value valid, or not
+            return rng.choice([base_raw, b"x", b"{}"])
         if kind == "wrong_key":  # five minutes later, heavily polluted: were it taken, alarms change
             at = datetime.fromisoformat(base["observed_at"]) + timedelta(minutes=5)
             return orjson.dumps(
@@ -424,6 +430,8 @@ class Mutator:
             if code is not None:
                 self.stats.by_kind["feedback:" + kind] += 1
                 self.stats.by_code["feedback:" + code] += 1
+                if kind == "huge_key":
+                    return Hostile(kind, rng.randbytes(rng.randint(10_000, 900_000)), raw, code)
                 return Hostile(kind, rng.choice([key, None, rng.randbytes(6)]), raw, code)
             self.stats.redrawn += 1
         raise AssertionError(f"no hostile {kind} feedback in 50 draws")
@@ -454,6 +462,8 @@ class Mutator:
             return self._huge(base)
         if kind == "deep":
             return self._deep()
+        if kind == "huge_key":
+            return rng.choice([b"x", b"{}", base_raw[:-1]])
         task_ids = sorted(tasks)
         if kind == "forged_task_id":
             task = rng.choice(
@@ -599,7 +609,7 @@ class Mutator:
 
 # relative weights of the classes: huge and deep messages are costly to send (and to refuse), so
 # fewer of them; a replay is drawn apart (``replays``)
-RARE = {"huge": 0.05, "deep": 0.3}
+RARE = {"huge": 0.05, "deep": 0.3, "huge_key": 0.01}
 
 
 def _weighted(classes: Sequence[str]) -> tuple[list[str], list[float]]:
