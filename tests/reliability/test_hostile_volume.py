@@ -42,11 +42,11 @@ from tests.reliability.hostile import (
     REPLAY,
     SHANGHAI,
     Hostile,
-    HostileFrame,
     Mutator,
     interleave,
     station_reading,
 )
+from tests.reliability.hostile_frames import FrameMutator, HostileFrame
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 TOTAL = int(os.environ.get("AIRGRID_HOSTILE_COUNT", "100000"))
@@ -371,7 +371,7 @@ def frame_streams(
         left -= mine
         st = DIRECTORY.stations[station]
         mn, pw = st.mn or "", st.pw.get_secret_value() if st.pw else ""
-        hostile = mutator.frames(mine, [station], now - timedelta(hours=2))
+        hostile = FrameMutator(mutator).frames(mine, [station], now - timedelta(hours=2))
         units: list[bytes] = []
         n_clean = clean_each if mine else 0
         for j in range(n_clean):

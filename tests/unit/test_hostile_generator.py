@@ -25,6 +25,7 @@ from tests.reliability.hostile import (
     interleave,
     station_reading,
 )
+from tests.reliability.hostile_frames import FrameMutator
 from tests.unit.test_gateway_server import NOW, reading, rig
 
 CODES = {
@@ -146,7 +147,7 @@ def test_the_generator_is_seeded_and_replays_follow_their_original() -> None:
 
 async def test_each_hostile_frame_makes_one_dead_letter_with_its_code() -> None:
     m = Mutator(11, NOW)
-    units = m.frames(300, ["ST001"], NOW - timedelta(hours=2))
+    units = FrameMutator(m).frames(300, ["ST001"], NOW - timedelta(hours=2))
     st1 = DIRECTORY.stations["ST001"]
     mn, pw = st1.mn or "", st1.pw.get_secret_value() if st1.pw else ""
     async with rig(max_refusals=4) as r:
