@@ -42,8 +42,8 @@ prometheus_client.disable_created_metrics()  # *_created series only clutter das
 READING_OUTCOMES = (*get_args(Outcome), "rejected", "replayed")
 # reason codes of a message that cannot be decoded (airgrid.domain.intake), on either topic
 INTAKE_REASONS = ("empty", "too_large", "not_json", "not_object", "schema_version", "invalid")
-# readings.dlq: intake, the reading's time or station, too late for its hour
-READING_DLQ_REASONS = (*INTAKE_REASONS, "future", "too_old", "unknown_station", "too_late")
+# readings.dlq: intake, the reading's time or station, too late for its hour, under another key
+READING_DLQ_REASONS = (*INTAKE_REASONS, "future", "too_old", "unknown_station", "too_late", "wrong_key")
 # feedback.rejected: intake, the feedback agent, the owner, the task state machine
 FEEDBACK_DLQ_REASONS = (
     *INTAKE_REASONS,

@@ -12,6 +12,11 @@ from airgrid.models.dlq import DeadLetter, Origin
 from airgrid.models.feedback import Feedback, FeedbackRejected
 
 PAYLOAD_LIMIT = 16_384
+# Keys airgrid writes are station or task ids (at most ~70 bytes); a letter keeps at most this
+# much of a message's key, as its own key and in its body: a key of most of a megabyte, copied
+# whole (and in the body as replacement characters of three bytes each), made a letter larger
+# than the broker takes, which could not be sent and stopped the worker on that message for good.
+KEY_LIMIT = 1024
 
 
 def encode(model: BaseModel) -> bytes:
@@ -27,6 +32,11 @@ def text_of(raw: bytes | None) -> tuple[str, str | None]:
         return clipped.decode("utf-8"), None
     except UnicodeDecodeError:
         return clipped.decode("utf-8", errors="replace"), base64.b64encode(clipped).decode()
+
+
+def letter_key(key: bytes | None) -> bytes | None:
+    """The key a dead letter or rejection is sent under: the original one, clipped to KEY_LIMIT."""
+    return key if key is None or len(key) <= KEY_LIMIT else key[:KEY_LIMIT]
 
 
 def first_line(exc: BaseException) -> str:
@@ -51,7 +61,7 @@ def dead_letter(
         reason=reason,
         reason_code=code,
         origin=Origin(topic=topic, partition=partition, offset=offset),
-        key=key.decode("utf-8", errors="replace") if key is not None else None,
+        key=key[:KEY_LIMIT].decode("utf-8", errors="replace") if key is not None else None,
         payload=payload,
         payload_b64=b64,
         at=at,

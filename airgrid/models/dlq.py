@@ -28,7 +28,9 @@ class DeadLetter(Message):
     origin: Origin | None = Field(
         description="where airgrid read the message; null for bytes a gateway refused (see peer)"
     )
-    key: str | None = Field(description="original key, decoded as UTF-8 with replacement")
+    key: str | None = Field(
+        description="original key (its first 1024 bytes), decoded as UTF-8 with replacement"
+    )
     payload: str = Field(description="original bytes, UTF-8 with replacement, maybe truncated")
     payload_b64: str | None = Field(None, description="original bytes in base64 when not UTF-8")
     at: Timestamp

@@ -14,7 +14,7 @@ from airgrid.domain.directory import Directory
 from airgrid.domain.intake import Rejection, parse_feedback
 from airgrid.domain.tasks import station_of_task
 from airgrid.metrics import Metrics
-from airgrid.models.codecs import encode, rejection
+from airgrid.models.codecs import encode, letter_key, rejection
 from airgrid.models.feedback import Feedback
 from airgrid.models.tasks import FeedbackCommand
 from airgrid.stages.ports import Clock, Delivery, Outlet
@@ -68,7 +68,7 @@ class FeedbackIntake:
         refused = rejection(
             reason=reason, code=code, at=self.clock(), origin=msg.origin, payload=msg.value, feedback=feedback
         )
-        await self.rejected.send(key=msg.key, value=encode(refused))
+        await self.rejected.send(key=letter_key(msg.key), value=encode(refused))
         self.m.feedback.labels("unknown", "rejected").inc()
         self.m.dlq.labels("feedback", code).inc()
         log.warning("feedback %s rejected: %s", msg, reason)

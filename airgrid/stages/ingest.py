@@ -3,9 +3,10 @@
 One stream carries ``readings`` and ``station-commands`` (both keyed and partitioned by station,
 so the same worker owns a station's readings, its commands and its table row). Malformed readings
 go to ``readings.dlq`` with the reason and origin, and so do readings later than the late grace
-(``too_late``): the station's state is untouched by either. The silence sweep looks for silent
-stations on a timer; as a timer may not write a table, it sends a ``check_silence`` command that
-this stage applies.
+(``too_late``) and readings under a key other than their station id (``wrong_key``: they are on a
+partition that does not own the station): the station's state is untouched by any of them. The
+silence sweep looks for silent stations on a timer; as a timer may not write a table, it sends a
+``check_silence`` command that this stage applies.
 
 Checkpointed state (issue 20): the stations' states live in memory between checkpoints (parsed
 once, not per reading); a reading updates its station's state and sends its alarms without waiting.
@@ -145,6 +146,13 @@ class Ingest:
             self.m.readings.labels("rejected").inc()
             return
         station = result.station_id
+        if msg.key != station.encode():
+            # the station's partition holds its state: a reading under another key (or none)
+            # lands on a partition that does not own the station, and its state written there
+            # would be a second copy, of another writer, that a recovery may restore instead
+            await self.to_dlq(msg, "wrong_key", wrong_key(msg.key, station), now)
+            self.m.readings.labels("rejected").inc()
+            return
         state = self.state(station)
         if state.replays(msg.partition, msg.offset):
             # delivered again (a restart, a rebalance, a retry): in the state already
@@ -376,6 +384,14 @@ def silence_due(raw: dict[str, Any] | None, rs: RuleSet, now_ts: float) -> bool:
     return any(
         r.id not in episodes and now_ts - last >= r.after_s and now_ts - arrival >= r.arrival_s
         for r in rs.silent
+    )
+
+
+def wrong_key(key: bytes | None, station: str) -> str:
+    got = "no key" if key is None else f"key {key[:80].decode('utf-8', errors='replace')!r}"
+    return (
+        f"reading of station {station} under {got}: readings are keyed by their station id, "
+        "so that one partition holds a station's readings and its state"
     )
 
 

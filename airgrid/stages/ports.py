@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from airgrid.models.codecs import dead_letter, encode
+from airgrid.models.codecs import dead_letter, encode, letter_key
 from airgrid.models.dlq import Origin
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ class Table(Protocol):
 
 
 async def refuse(outlet: Outlet, msg: Delivery, code: str, reason: str, at: datetime) -> None:
-    """Send ``msg`` to a dead-letter topic with why and where it came from (keyed as it was)."""
+    """Send ``msg`` to a dead-letter topic with why and where it came from (keyed as it was, the
+    key clipped to KEY_LIMIT)."""
     letter = dead_letter(
         reason=reason,
         code=code,
@@ -69,5 +70,5 @@ async def refuse(outlet: Outlet, msg: Delivery, code: str, reason: str, at: date
         value=msg.value,
         at=at,
     )
-    await outlet.send(key=msg.key, value=encode(letter))
+    await outlet.send(key=letter_key(msg.key), value=encode(letter))
     log.warning("%s dead-lettered (%s): %s", msg, code, reason)

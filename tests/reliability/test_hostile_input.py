@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.helpers import Collector, Worker, produce, worker_env
 
@@ -147,6 +148,57 @@ async def test_hostile_input_lands_in_the_dlq_and_valid_traffic_flows(
             assert worker.metric("airgrid_readings_total", outcome="duplicate") == len(duplicates)
             assert worker.metric("airgrid_dlq_total", topic="readings") == len(bad)
             assert [a["kind"] for a in seen.of(p + "alarms") if a["station_id"] == "ST002"] == []
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.tail()
+
+
+async def test_a_huge_key_is_dead_lettered_and_the_worker_goes_on(
+    kafka_bootstrap: str, uid: str, tmp_path: Path
+) -> None:
+    """Issue 19: a message whose key fills most of what the broker takes (its value is tiny, or is
+    a valid reading). The dead letter must not carry the key whole (twice: as its key and, decoded
+    with replacement characters of three bytes each, in its body), or it is larger than the broker
+    takes, cannot be sent, and the message stops the worker for good."""
+    env = worker_env(kafka_bootstrap, uid, tmp_path / "state", AIRGRID_INTERNAL_RETRY_SECONDS="20")
+    p = env["AIRGRID_TOPIC_PREFIX"]
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    rng = random.Random(SEED)
+    hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    valid = [
+        (b"ST001", orjson.dumps(_reading("ST001", hour + timedelta(minutes=10 * i), pm25=120.0, pm10=180.0)))
+        for i in range(1, 7)
+    ]
+    huge = [
+        (rng.randbytes(900_000), b"x"),
+        (b"\xff" * 900_000, valid[0][1]),
+        (b"ST001" * 180_000, b"{}"),
+    ]
+    try:
+        async with Collector(
+            kafka_bootstrap, [p + "readings.dlq", p + "alarms", p + "feedback.rejected"]
+        ) as seen:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2_000_000)
+            await producer.start()
+            try:
+                for key, value in [*huge, *valid]:
+                    await producer.send_and_wait(p + "readings", key=key, value=value)
+                await producer.send_and_wait(p + "feedback", key=b"\xfe" * 900_000, value=b"[1]")
+            finally:
+                await producer.stop()
+            await seen.wait_for(p + "alarms", lambda a: a["station_id"] == "ST001", 60, "the ST001 alarm")
+            deadline = time.monotonic() + 30
+            while len(seen.of(p + "readings.dlq")) < len(huge) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            letters = seen.of(p + "readings.dlq")
+            assert sorted(d["reason_code"] for d in letters) == ["invalid", "not_json", "wrong_key"]
+            assert all(len(orjson.dumps(d)) < 200_000 for d in letters)
+            (refused,) = [
+                await seen.wait_for(p + "feedback.rejected", lambda r: True, 30, "the feedback's rejection")
+            ]
+            assert refused["reason_code"] == "not_object"
+            assert worker.metric("airgrid_internal_errors_total") == 0
     finally:
         code = worker.stop()
     assert code == 0, worker.tail()

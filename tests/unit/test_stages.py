@@ -26,6 +26,7 @@ from airgrid.metrics import Metrics
 from airgrid.models.feedback import Feedback
 from airgrid.stages.feedback import FeedbackIntake
 from airgrid.stages.ingest import Ingest, SilenceSweep
+from airgrid.stages.ports import Delivery
 from airgrid.stages.warnings import WarningsFollower
 from airgrid.worker.binding import create_app
 from tests.unit.stage_fakes import T0, Crash, FakeTopic, on
@@ -195,6 +196,35 @@ async def test_ingest_refuses_bad_readings_with_their_origin_and_leaves_the_stat
     (unreadable,) = fake(ingest.commands_dlq).json()
     assert unreadable["reason_code"] == "unreadable" and unreadable["origin"]["topic"] == COMMANDS
     assert ingest.stations == {} and fake(ingest.alarms).sent == []
+
+
+async def test_a_reading_under_another_key_is_refused_and_leaves_the_state_alone() -> None:
+    """Issue 19 (hostile input): a valid reading keyed by another station, or by nothing, lands on a
+    partition that does not own its station; folded in, the station's row would be written to that
+    partition's changelog too (a second writer, which a recovery may restore over the owner's)."""
+    ingest = make_ingest()
+    for offset, key in enumerate([None, b"", b"ST002", b"st001", b"ST001 "]):
+        for m in range(60, 0, -10):  # a polluted hour: an alarm, were it folded in
+            await ingest.handle(Delivery(READINGS, 1, offset * 10 + m, key, reading("ST001", m, 150.0)))
+    await ingest.checkpoint()
+    letters = fake(ingest.readings_dlq).json()
+    assert {x["reason_code"] for x in letters} == {"wrong_key"} and len(letters) == 30
+    assert "ST001" in letters[0]["reason"] and "no key" in letters[0]["reason"]
+    assert ingest.stations == {} and ingest.cache == {} and fake(ingest.alarms).sent == []
+    # under its own key, the same reading is taken
+    await ingest.handle(Delivery(READINGS, 0, 99, b"ST001", reading("ST001", 5, 150.0)))
+    assert len(fake(ingest.readings_dlq).sent) == 30 and "ST001" in ingest.cache
+
+
+async def test_a_dead_letter_keeps_a_bounded_part_of_a_huge_key() -> None:
+    """Issue 19: a key of most of a megabyte, copied whole into the letter (as its key, and as
+    replacement characters in its body), made a letter the broker refuses: a poison message."""
+    ingest = make_ingest()
+    await ingest.handle(Delivery(READINGS, 0, 1, b"\xff" * 900_000, b"{}"))
+    (letter,) = fake(ingest.readings_dlq).json()
+    assert letter["reason_code"] == "invalid" and len(letter["key"]) == 1024
+    assert fake(ingest.readings_dlq).keys == [b"\xff" * 1024]
+    assert len(fake(ingest.readings_dlq).sent[0]) < 10_000
 
 
 async def test_an_internal_error_in_ingest_is_raised_to_the_driver_not_dead_lettered() -> None:
