@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -31,11 +32,21 @@ def feedback() -> None:
 @click.option("--source-type", help="findings: construction_dust, coal_burning, ...")
 @click.option("--measures", default="", help="findings: what was done")
 @click.option("--sources-inspected", type=int, default=0, show_default=True)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="TYPE[#ID][@LAT,LON][+problem][+handled]",
+    help="findings: a source visited (repeat the option per source), e.g. "
+    "construction_dust#SRC-1+problem+handled or catering_fumes@43.79,87.61",
+)
 @click.option("--feedback-id", help="default: a new unique id (a repeat with the same id is a no-op)")
 def send(**given: Any) -> int:
     """Send one Feedback message to the feedback topic, after checking the worker and the task
     against the grid directory (AIRGRID_GRID_FILE): the worker must exist, and its grid must be
-    in the grid chain of the task's station (a review action needs a level-2 or level-1 grid).
+    in the grid chain of the task's station or grid (a review action needs a level-2 or level-1
+    grid). A patrol is reported with `--action submit --source-found yes --source ...` once the
+    task was acknowledged or the worker is on site.
     The worker process applies it, or refuses it to feedback.rejected (see `airgrid watch`)."""
     msg = _feedback_of(given)
 
@@ -50,12 +61,14 @@ def send(**given: Any) -> int:
 
 def _feedback_of(a: dict[str, Any]) -> Feedback:
     findings = None
-    if a["source_found"] or a["source_type"] or a["measures"] or a["sources_inspected"]:
+    visits = [_source(text) for text in a["sources"]]
+    if a["source_found"] or a["source_type"] or a["measures"] or a["sources_inspected"] or visits:
         findings = {
-            "source_found": a["source_found"] == "yes",
+            "source_found": a["source_found"] == "yes" or (a["source_found"] is None and bool(visits)),
             "source_type": a["source_type"],
             "measures": a["measures"],
-            "sources_inspected": a["sources_inspected"],
+            "sources_inspected": a["sources_inspected"] or len(visits),
+            "sources": visits,
         }
     try:
         return Feedback.model_validate(
@@ -75,11 +88,37 @@ def _feedback_of(a: dict[str, Any]) -> Feedback:
         raise OpsError(f"invalid feedback: {where}: {err['msg']}", BAD_INPUT) from None
 
 
+SOURCE = re.compile(
+    r"^(?P<type>[a-z_]+)(?:#(?P<id>[A-Za-z0-9_.:@-]+))?(?:@(?P<lat>-?[0-9.]+),(?P<lon>-?[0-9.]+))?"
+    r"(?P<flags>(?:\+(?:problem|handled))*)$"
+)
+
+
+def _source(text: str) -> dict[str, Any]:
+    """``--source construction_dust#SRC-1+problem+handled`` as a ``SourceVisit`` object."""
+    m = SOURCE.match(text)
+    if m is None:
+        raise OpsError(f"--source {text!r}: expected TYPE[#ID][@LAT,LON][+problem][+handled]", BAD_INPUT)
+    flags = m["flags"].split("+")[1:]
+    out: dict[str, Any] = {
+        "type": m["type"],
+        "problem_found": "problem" in flags,
+        "handled": "handled" in flags,
+    }
+    if m["id"]:
+        out["id"] = m["id"]
+    if m["lat"] is not None:
+        out |= {"lat": float(m["lat"]), "lon": float(m["lon"])}
+    return out
+
+
 def _check(msg: Feedback, s: Settings) -> None:
     """Refuse here what the worker would refuse for the directory's sake (unknown task, unknown
     worker, wrong grid, not a reviewer): a person sees why at once instead of `sent`."""
     from airgrid.domain.directory import Directory, DirectoryError
+    from airgrid.domain.supervision import lineage_of_grid
     from airgrid.domain.tasks import authorise_in, station_of_task
+    from airgrid.models.tasks import Lineage
 
     try:
         directory = Directory.load(s.grid_file)
@@ -88,11 +127,16 @@ def _check(msg: Feedback, s: Settings) -> None:
     station = station_of_task(msg.task_id)
     if station is None:
         raise OpsError(f"--task: {msg.task_id!r} is not a task id (T-<station>-<yyyymmddHHMM>)")
-    if station not in directory.stations:
+    lineage: Lineage | None
+    if station in directory.grids:  # a grid's own task: a patrol, a review, a region's task
+        lineage = lineage_of_grid(directory, station)
+    elif station not in directory.stations:
         raise OpsError(
-            f"--task: {msg.task_id} names station {station}, which is not in the grid directory {s.grid_file}"
+            f"--task: {msg.task_id} names station or grid {station}, which is not in the grid directory "
+            f"{s.grid_file}"
         )
-    lineage = directory.lineage(station)
+    else:
+        lineage = directory.lineage(station)
     if lineage is None:
         raise OpsError(f"--task: station {station} lies in no level-3 grid of {s.grid_file}")
     worker = directory.workers.get(msg.worker_id)

@@ -442,6 +442,7 @@ class RegionLogic:
                 station_id=alarm.station_id,
                 rule_id=alarm.rule_id,
                 hour=h,
+                hour_start=_dt(h * HOUR),
                 action=action,
                 episode=since is not None,
                 emitted_at=_dt(now_ts),

@@ -75,11 +75,13 @@ class DispatchDecision(Message):
     regional episode with dispatch = "none": no task; subscribers still have the alarm)."""
 
     kind: Literal["dispatch"] = "dispatch"
+    schema_version: Literal[1] = 1
     region: GridId
     alarm_id: str
     station_id: StationId
     rule_id: str
-    hour: int
+    hour: int = Field(description="the hour the alarm belongs to: epoch seconds // 3600 of its start")
+    hour_start: Timestamp = Field(description="the same hour's start")
     action: DispatchAction
     episode: bool
     emitted_at: Timestamp

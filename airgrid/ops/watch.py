@@ -59,10 +59,13 @@ class Formatter:
         n = self.names
         if topic == n.alarms:
             colour = {"opened": "red", "updated": "yellow", "cleared": "green"}[data["kind"]]
+            what = f"{data['pollutant']} {data['value']}" if data.get("pollutant") else f"{data['value']}"
+            if data.get("aqi") is not None and not data.get("pollutant"):
+                what = f"AQI {data['aqi']}" + (f" {data['category']}" if data.get("category") else "")
+            limit = f" (limit {data['threshold']})" if data.get("threshold") is not None else ""
             return (
                 f"{self.c(colour, 'ALARM ' + data['kind']):<8} {data['station_id']:<6} "
-                f"{data['rule_id']}: {data['pollutant']} {data['value']} "
-                f"(limit {data['threshold']}) hour {self.t(data['window_start'])} "
+                f"{data['rule_id']}: {what}{limit} hour {self.t(data['window_start'])} "
                 f"[{data['severity']}]" + (f" ({data['change']})" if data.get("change") else "")
             )
         if topic == n.task_events:
@@ -82,6 +85,19 @@ class Formatter:
                 f"{self.c(TASK_COLOUR.get(kind, 'grey'), 'TASK  ' + kind)} {data['task_id']} "
                 f"v{data['version']} grid {data['grid_id']} (level {data['level']}, "
                 f"{data['state']}){extra}"
+            )
+        if topic == n.regions:
+            if data.get("kind") == "dispatch":
+                return (
+                    f"{self.c('yellow', 'REGION dispatch')} {data['region']} {data['alarm_id']} -> "
+                    f"{data['action']}" + (" (regional episode)" if data.get("episode") else "")
+                )
+            bg = ", ".join(f"{p} {v}" for p, v in sorted((data.get("background") or {}).items()))
+            state = "regional episode" if data.get("episode") else "no episode"
+            excess = f"; local excess {', '.join(data['local_excess'])}" if data.get("local_excess") else ""
+            return (
+                f"{self.c('grey', 'REGION hour')} {data['region']} {self.t(data['hour_start'])} "
+                f"{data['reporting']}/{data['stations']} stations, background {bg or '-'}; {state}{excess}"
             )
         if topic in (n.readings_dlq, n.feedback_rejected):
             label = "DLQ   reading" if topic == n.readings_dlq else "REJECT feedback"
@@ -107,7 +123,7 @@ async def watch(
     from aiokafka import AIOKafkaConsumer
 
     names = TopicNames.of(settings)
-    topics = (names.alarms, names.task_events, names.readings_dlq, names.feedback_rejected)
+    topics = (names.alarms, names.task_events, names.readings_dlq, names.feedback_rejected, names.regions)
     fmt = Formatter(names, settings.zone, colour=out.isatty())
     consumer = AIOKafkaConsumer(
         *(() if to_end else topics),

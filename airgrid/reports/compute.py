@@ -176,7 +176,7 @@ def supervision(facts: list[TaskFacts], period: Period) -> dict[str, Any]:
     return {
         "patrols": sum(1 for f in patrols if period.contains(f.first_feedback_at)),
         "patrols_due": len(due),
-        "patrol_completion": _rate(done, len(due)),
+        "patrol_completion_rate": _rate(done, len(due)),
         "inspections": len(seen),
         "problems_found": sum(seen),
     }
@@ -250,7 +250,7 @@ def assessment_row(every: list[TaskFacts], period: Period) -> dict[str, Any]:
     escalated = sum(f.escalated(period.end) for f in cohort)
     repeats = sum(f.repeat for f in cohort)
     patrols = supervision(every, period)
-    value = with_patrols(score(on_time, closed, escalated, repeats, n), patrols["patrol_completion"])
+    value = with_patrols(score(on_time, closed, escalated, repeats, n), patrols["patrol_completion_rate"])
     return {
         "tasks": n,
         "on_time_rate": _rate(on_time, n),
@@ -258,7 +258,7 @@ def assessment_row(every: list[TaskFacts], period: Period) -> dict[str, Any]:
         "escalated": escalated,
         "repeat_alarms": repeats,
         "patrols_due": patrols["patrols_due"],
-        "patrol_completion": patrols["patrol_completion"],
+        "patrol_completion_rate": patrols["patrol_completion_rate"],
         "inspections": patrols["inspections"],
         "score": value,
         "grade": grade(value),

@@ -25,7 +25,7 @@ LABELS = {
     "tasks": "Tasks",
     "patrols": "Patrols",
     "patrols_due": "Patrols due",
-    "patrol_completion": "Patrol completion",
+    "patrol_completion_rate": "Patrol completion",
     "inspections": "Source inspections",
     "problems_found": "Problems found",
     "site_visits": "Site visits",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +253,29 @@ def test_a_local_excess_rule_needs_the_regional_section() -> None:
 
     with pytest.raises(RulesError, match="needs the \\[regional\\] section"):
         parse_rules({"rules": [{"id": "x", "kind": "local_excess", "pollutant": "pm25"}]})
+
+
+def test_watch_prints_region_hours_decisions_and_aqi_alarms_readably(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from airgrid.config.settings import load_settings
+    from airgrid.kafka.topics import TopicNames
+    from airgrid.ops.watch import Formatter
+
+    names = TopicNames.of(load_settings(store="memory", data_dir=tmp_path))
+    fmt = Formatter(names, ZoneInfo("UTC"), False)
+    lg, rs = logic("none")
+    st = RegionState()
+    for s in STATIONS:
+        lg.add_alarm(st, "R", H0, alarm(s, H0), rs, (H0 + 1) * 3600.0)
+    out = hour_of(lg, rs, st, H0, dict.fromkeys(STATIONS, 120.0) | {"S5": 300.0})
+    (hour,) = [fmt.line(names.regions, json.loads(r.model_dump_json())) for r in out.hours]
+    want = "REGION hour R 10-04 00:00:00 5/5 stations, background pm25 120.0; regional episode"
+    assert hour == want + "; local excess S5"
+    first = fmt.line(names.regions, json.loads(out.decisions[0].model_dump_json()))
+    assert first.endswith("-> suppressed (regional episode)") and first.startswith("REGION dispatch R S")
+    aqi = alarm("S1", H0).model_copy(
+        update={"rule_id": "aqi_heavy", "pollutant": None, "threshold": None, "value": 210.0, "aqi": 210}
+    )
+    line = fmt.line(names.alarms, json.loads(aqi.model_dump_json()))
+    assert "aqi_heavy: AQI 210 hour" in line and "None" not in line

@@ -325,7 +325,7 @@ def test_patrols_inspections_and_completion_count_apart_from_alarm_tasks(
     assert (
         a["patrols"],
         a["patrols_due"],
-        a["patrol_completion"],
+        a["patrol_completion_rate"],
         a["inspections"],
         a["problems_found"],
     ) == (
@@ -335,10 +335,10 @@ def test_patrols_inspections_and_completion_count_apart_from_alarm_tasks(
         "5",  # the patrol's two, and three named by the week story's alarm tasks
         "4",
     )
-    assert (b["patrols"], b["patrols_due"], b["patrol_completion"], b["tasks"]) == ("0", "1", "0.0", "2")
+    assert (b["patrols"], b["patrols_due"], b["patrol_completion_rate"], b["tasks"]) == ("0", "1", "0.0", "2")
     assert a["tasks"] == "2" and a["site_visits"] == "3"  # the patrol's on_site is no site visit
     year = rows(capsys, "assessment", "--period", "2026")
     plain = score(2, 2, 0, 1, 2)  # L3-010102's alarm tasks (both on time and closed, one repeat)
     assert plain is not None
     assert float(year["L3-010102"]["score"]) == round(0.85 * plain + 15.0, 1)
-    assert year["L3-010102"]["patrol_completion"] == "1.0"
+    assert year["L3-010102"]["patrol_completion_rate"] == "1.0"

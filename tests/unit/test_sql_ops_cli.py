@@ -109,7 +109,7 @@ def test_feedback_send_refuses_bad_input_before_kafka(
             "T-ST999-202611160200",
             "W-L3-010102-1",
             "acknowledge",
-            "--task: T-ST999-202611160200 names station ST999, which is not in the grid directory",
+            "--task: T-ST999-202611160200 names station or grid ST999, which is not in the grid directory",
         ),
         (
             "T-ST001-202611160200",
@@ -204,3 +204,34 @@ def test_sources_list_and_show_the_register(projection: str, capsys: pytest.Capt
     assert len(visits) == 2 and "problem, handled" in visits[0] and "problem, not handled" in visits[1]
     assert airgrid(["sources", "show", "NOPE"]) == 1
     assert "no source 'NOPE'" in capsys.readouterr().err
+
+
+def test_feedback_send_reports_a_patrol_with_its_sources(
+    projection: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grid's own task (a patrol) passes the directory check by its grid; the sources parse."""
+    from airgrid.cli import feedback as cli_feedback
+
+    sent: list[Any] = []
+
+    async def capture(s: Any, msg: Any) -> None:
+        sent.append(msg)
+
+    monkeypatch.setattr(cli_feedback, "_send", capture)
+    patrol = "T-L3-010102-P20261129160000"
+    argv = ["feedback", "send", "--task", patrol, "--worker", "W-L3-010102-1", "--action", "submit"]
+    sources = [
+        "--source",
+        "construction_dust#SRC-1+problem+handled",
+        "--source",
+        "catering_fumes@43.79,87.61",
+    ]
+    assert airgrid([*argv, *sources]) == 0, capsys.readouterr().err
+    (msg,) = sent
+    assert msg.findings.source_found and msg.findings.sources_inspected == 2
+    assert [v.register_id for v in msg.findings.sources] == ["SRC-1", "catering_fumes@43.7900,87.6100"]
+    assert msg.findings.sources[0].handled and not msg.findings.sources[1].problem_found
+    other = ["feedback", "send", "--task", patrol, "--worker", "W-L3-021209-1", "--action", "on_site"]
+    assert airgrid(other) == 2 and "not in the task's grid chain" in capsys.readouterr().err
+    assert airgrid([*argv, "--source", "dust+maybe"]) == 2
+    assert "expected TYPE[#ID][@LAT,LON][+problem][+handled]" in capsys.readouterr().err
