@@ -123,6 +123,10 @@ def backtest(
     from airgrid.domain.detection.hour import HOUR, standard_of
     from airgrid.domain.rules import RulesError, load_rules
 
+    if not (tasks or tasks_out is not None) and (dispatch is not None or task_closing != "deadline"):
+        raise OpsError("--dispatch and --task-closing go with --tasks (or --tasks-out)")
+    if tasks_out is not None and not tasks_out.parent.is_dir():  # before a long run, not after
+        raise OpsError(f"--tasks-out {tasks_out}: no directory {tasks_out.parent}")
     try:
         cat = load_rules(rules)
         rows = [row for f in files for row in read_rows(f, hour_label)]

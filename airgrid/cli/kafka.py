@@ -98,11 +98,22 @@ def fetch() -> int:
 
 
 @kafka.command("check")
-@click.option("--bootstrap", default="127.0.0.1:9092", show_default=True, metavar="HOST:PORT[,HOST:PORT]")
+@click.option(
+    "--bootstrap",
+    default=None,
+    metavar="HOST:PORT[,HOST:PORT]",
+    help="default: AIRGRID_BROKER, else 127.0.0.1:9092",
+)
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per server")
-def check(bootstrap: str, timeout: float) -> int:
+def check(bootstrap: str | None, timeout: float) -> int:
     """Exit 0 if a broker answers a Kafka Metadata request, 1 if none does."""
+    import os
+
     from airgrid.kafka.local import broker_answers
+
+    if bootstrap is None:  # kafka://host:port;host:port, as the worker reads it
+        broker = os.environ.get("AIRGRID_BROKER", "127.0.0.1:9092")
+        bootstrap = broker.removeprefix("kafka://").replace(";", ",")
 
     ok = broker_answers(bootstrap, timeout)
     print(f"Kafka {'answers' if ok else 'does not answer'} on {bootstrap}")

@@ -38,7 +38,9 @@ def sources() -> None:
 
 
 @sources.command("list")
-@click.option("--grid", help="sources of this level-3 grid")
+@click.option(
+    "--grid", help="sources of this grid (a level-2 or level-1 grid: of the level-3 grids under it)"
+)
 @click.option("--type", "type_", type=click.Choice(get_args(SourceType)), help="sources of this type")
 @click.option("--problems", is_flag=True, help="only sources where a problem was ever found")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="at most N sources")
@@ -47,10 +49,18 @@ def sources() -> None:
 )
 def list_(grid: str | None, type_: str | None, problems: bool, limit: int | None, fmt: str) -> int:
     """Sources, most repeat offences first."""
+    from airgrid.domain.directory import Directory
+    from airgrid.reports.build import GridError, grids_in_scope
     from airgrid.sinks.sql import list_sources
 
     s = settings()
-    rows = list_sources(projection_engine(s), grid=grid, type_=type_, problems=problems, limit=limit)
+    grids = None
+    if grid:
+        try:
+            grids = grids_in_scope(Directory.load(s.grid_file), 3, grid)
+        except GridError as exc:
+            raise OpsError(str(exc)) from None
+    rows = list_sources(projection_engine(s), grids=grids, type_=type_, problems=problems, limit=limit)
     if fmt == "json":
         print(json.dumps(rows, default=_json_value, indent=1))
     elif fmt == "csv":
@@ -85,7 +95,7 @@ def show(source_id: str, fmt: str) -> int:
     if fmt == "json":
         print(json.dumps({"source": row, "inspections": seen}, default=_json_value, indent=1))
         return 0
-    where = f"({row['lon']}, {row['lat']})" if row["lon"] is not None else "location unknown"
+    where = f"lat {row['lat']}, lon {row['lon']}" if row["lon"] is not None else "location unknown"
     print(f"{row['source_id']}  {row['type']}  {row['name'] or '-'}  grid {row['grid_id']}  {where}")
     print(
         f"inspections {row['inspections']}, problems {row['problems']}, handled {row['handled']}, "

@@ -14,12 +14,23 @@ import click
 from airgrid.cli.base import UNREACHABLE, OpsError, group
 from airgrid.cli.common import parse_time, projection_engine, settings
 from airgrid.config.settings import Settings
-from airgrid.models.tasks import TaskState
+from airgrid.models.tasks import TaskKind, TaskState
 
 STATES: tuple[str, ...] = get_args(TaskState)
 # not states of the machine, but what an operator asks for (docs/tasks.md)
 VIEWS = ("escalated", "overdue")
-LIST_COLUMNS = ("task_id", "state", "level", "grid_id", "grid_l3", "station_id", "severity", "version")
+LIST_COLUMNS = (
+    "task_id",
+    "kind",
+    "state",
+    "level",
+    "grid_id",
+    "grid_l3",
+    "station_id",
+    "severity",
+    "version",
+)
+KINDS: tuple[str, ...] = get_args(TaskKind)
 TIME_COLUMNS = ("created_at", "updated_at", "deadline_at", "closed_at")
 
 
@@ -39,11 +50,18 @@ def tasks() -> None:
 @click.option("--since", help="created at or after (ISO date/time; local zone if none given)")
 @click.option("--until", help="created before (ISO date/time)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="at most N tasks")
+@click.option("--kind", type=click.Choice(KINDS), help="alarm tasks, or one supervision duty")
 @click.option(
     "--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True
 )
 def list_(
-    grid: str | None, state: str | None, since: str | None, until: str | None, limit: int | None, fmt: str
+    grid: str | None,
+    state: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    kind: str | None,
+    fmt: str,
 ) -> int:
     """Tasks in creation order, filtered by grid, state and creation time."""
     from airgrid.domain.directory import Directory
@@ -64,6 +82,7 @@ def list_(
         since=start,
         until=end,
         limit=limit,
+        kind=kind,
     )
     if fmt == "json":
         print(json.dumps(rows, default=_json_value, indent=1))
@@ -75,11 +94,15 @@ def list_(
             w.writerow({k: r[k] for k in w.fieldnames})
         sys.stdout.write(buf.getvalue())
     else:
-        print(f"{'task':<28} {'state':<18} lvl {'grid':<10} {'created':<20} {'updated':<20} v")
+        width = max([28, *(len(r["task_id"]) for r in rows)])
+        print(
+            f"{'task':<{width}} {'kind':<15} {'state':<18} lvl {'grid':<10} {'created':<20} {'updated':<20} v"
+        )
         for r in rows:
             print(
-                f"{r['task_id']:<28} {r['state']:<18} {r['level']:>3} {r['grid_id']:<10} "
-                f"{_local(r['created_at'], s):<20} {_local(r['updated_at'], s):<20} {r['version']}"
+                f"{r['task_id']:<{width}} {r['kind']:<15} {r['state']:<18} {r['level']:>3} "
+                f"{r['grid_id']:<10} {_local(r['created_at'], s):<20} {_local(r['updated_at'], s):<20} "
+                f"{r['version']}"
             )
         print(f"{len(rows)} task(s)", file=sys.stderr)
     return 0
@@ -102,7 +125,8 @@ def show(task_id: str, fmt: str) -> int:
         print(json.dumps({"task": task, "events": history}, default=_json_value, indent=1))
         return 0
     print(
-        f"{task['task_id']}  station {task['station_id']}  {task['severity']}  state {task['state']}  "
+        f"{task['task_id']}  {'station' if task['kind'] == 'alarm' else task['kind'] + ' of grid'} "
+        f"{task['station_id']}  {task['severity']}  state {task['state']}  "
         f"level {task['level']} ({task['grid_id']})  chain {task['grid_l3']} > {task['grid_l2']} > "
         f"{task['grid_l1']}{'  key grid' if task['key_grid'] else ''}"
     )

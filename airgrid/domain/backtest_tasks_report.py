@@ -27,7 +27,8 @@ def render_tasks(replay: TaskReplay, out: IO[str]) -> None:
     print(f"task-closing model ({replay.closing}): {CLOSING_MODELS[replay.closing]}; {JOINING}", file=out)
     if replay.logic is None:
         print(
-            "(the rules have no [regional] section: with = without; try --rules rules-regional.toml)",
+            "(the rules have no [regional] section: with = without; "
+            "try --rules airgrid/config/data/rules-regional.toml)",
             file=out,
         )
     else:

@@ -100,7 +100,9 @@ def build(
                 or any(period.contains(t) for t in (*f.patrols, *f.submissions, f.closed_at))
             )
         }
-        scope = sorted(active)
+        # a region's task or a level-2/level-1 grid's own task names that grid at the levels below
+        # it too (lineage l3 = l2 = the grid): it is no row of a level-3 report
+        scope = sorted(g for g in active if directory.level_of_grid(g) in (level, None))
     rows = compute.figures(kind, facts, period, scope)
     previous = period.previous()
     # as that period's report showed them: the same events, up to its end (read once)

@@ -177,3 +177,14 @@ def test_the_regional_rules_file_is_the_shipped_catalogue_plus_the_regional_part
     assert regional.startswith(shipped)  # so it cannot drift from the shipped rules
     tail = regional[len(shipped) :]
     assert "[regional]" in tail and 'kind = "local_excess"' in tail
+
+
+def test_task_options_without_tasks_or_an_unwritable_csv_fail_before_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [str(p) for p in sorted((REPO / "tests" / "data" / "beijing").glob("*.csv"))]
+    assert airgrid(["backtest", *files, "--dispatch", "level2", "--quiet"]) == 2
+    assert "--dispatch and --task-closing go with --tasks" in capsys.readouterr().err
+    assert airgrid(["backtest", *files, "--tasks-out", str(tmp_path / "no" / "x.csv"), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "no directory" in captured.err and captured.out == ""  # nothing replayed first

@@ -197,6 +197,12 @@ def test_sources_list_and_show_the_register(projection: str, capsys: pytest.Capt
     ]
     assert airgrid(["sources", "list", "--type", "coal_burning", "--format", "json"]) == 0
     assert [r["type"] for r in json.loads(capsys.readouterr().out)] == ["coal_burning"]
+    assert airgrid(["sources", "list", "--grid", "L2-0101", "--format", "json"]) == 0  # levels below
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert airgrid(["sources", "list", "--grid", "L2-0102", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert airgrid(["sources", "list", "--grid", "NOPE"]) == 2
+    assert "no grid 'NOPE'" in capsys.readouterr().err
     assert airgrid(["sources", "show", "SRC-1"]) == 0
     out = capsys.readouterr().out
     assert "tower site" in out and "repeat offences 1" in out

@@ -22,11 +22,12 @@ def list_tasks(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int | None = None,
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Tasks in creation order; ``grid`` matches a grid at any level of the task's chain;
-    ``escalated``: tasks now at level 2 or 1; ``overdue_at``: tasks overdue at that time (open,
-    feedback not submitted, deadline passed: the reports' meaning); ``since``/``until`` bound the
-    creation time (until exclusive)."""
+    """Tasks in creation order; ``kind``: alarm, or a supervision duty (patrol, ...); ``grid``
+    matches a grid at any level of the task's chain; ``escalated``: tasks now at level 2 or 1;
+    ``overdue_at``: tasks overdue at that time (open, feedback not submitted, deadline passed: the
+    reports' meaning); ``since``/``until`` bound the creation time (until exclusive)."""
     q = select(tasks).order_by(tasks.c.created_at, tasks.c.task_id)
     if grid:
         q = q.where(or_(tasks.c.grid_l3 == grid, tasks.c.grid_l2 == grid, tasks.c.grid_l1 == grid))
@@ -40,6 +41,8 @@ def list_tasks(
         q = q.where(tasks.c.created_at >= since)
     if until:
         q = q.where(tasks.c.created_at < until)
+    if kind:
+        q = q.where(tasks.c.kind == kind)
     if limit:
         q = q.limit(limit)
     with engine.connect() as conn:
@@ -100,18 +103,18 @@ def table_counts(engine: Engine) -> dict[str, int]:
 def list_sources(
     engine: Engine,
     *,
-    grid: str | None = None,
+    grids: list[str] | None = None,
     type_: str | None = None,
     problems: bool = False,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The pollution-source register, most repeat offences first; ``problems``: sources where a
-    problem was ever found."""
+    """The pollution-source register, most repeat offences first; ``grids``: of these level-3
+    grids; ``problems``: sources where a problem was ever found."""
     q = select(sources).order_by(
         sources.c.repeat_offences.desc(), sources.c.problems.desc(), sources.c.source_id
     )
-    if grid:
-        q = q.where(sources.c.grid_id == grid)
+    if grids is not None:
+        q = q.where(sources.c.grid_id.in_(grids))
     if type_:
         q = q.where(sources.c.type == type_)
     if problems:
