@@ -144,12 +144,19 @@ class Nemesis:
     hostile_sent: set[str] = field(default_factory=set)
     _recoveries: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def run(self, until: float, gap: tuple[float, float], log: Callable[[Action], None]) -> None:
-        first = list(KINDS)
+    async def run(
+        self,
+        until: float,
+        gap: tuple[float, float],
+        log: Callable[[Action], None],
+        kinds: tuple[str, ...] = KINDS,
+    ) -> None:
+        first = list(kinds)
         self.rng.shuffle(first)
+        weights = [WEIGHTS[k] for k in kinds]
         while time.monotonic() < until:
             self.check_exits()
-            kind = first.pop() if first else self.rng.choices(list(WEIGHTS), list(WEIGHTS.values()))[0]
+            kind = first.pop() if first else self.rng.choices(kinds, weights)[0]
             await self.act(kind, log)
             await asyncio.sleep(self.rng.uniform(*gap))
         self.check_exits()
@@ -327,6 +334,7 @@ async def campaign(
     workers: int = 2,
     gap: tuple[float, float] = (0.5, 2.0),
     log: Callable[[Action], None] = lambda a: None,
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, Any]:
     """Run a campaign of ``minutes`` and return its summary (``problems`` empty when it passed)."""
     rng = random.Random(seed)
@@ -357,7 +365,7 @@ async def campaign(
             nemesis = Nemesis(rng, cluster, probe, base, make, topics, p)
             await probe.wait_in_sync(topics, 300)
             await asyncio.sleep(8)  # tasks dispatched, feedback and deadlines under way
-            await nemesis.run(time.monotonic() + minutes * 60, gap, log)
+            await nemesis.run(time.monotonic() + minutes * 60, gap, log, kinds)
             await asyncio.sleep(4)
             feeder.stop()
             await feeding
@@ -381,12 +389,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--brokers", type=int, choices=(1, 3), default=1)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--faults", default=",".join(KINDS), help="the fault kinds to choose among (to narrow a loss down)"
+    )
     a = ap.parse_args(argv)
 
     def log(action: Action) -> None:
         print(json.dumps(action.__dict__), flush=True)
 
-    result = asyncio.run(campaign(a.minutes, a.seed, a.brokers, a.workers, log=log))
+    kinds = tuple(k for k in a.faults.split(",") if k)
+    if unknown := set(kinds) - set(KINDS):
+        ap.error(f"unknown fault kinds {sorted(unknown)}; choose among {', '.join(KINDS)}")
+    result = asyncio.run(campaign(a.minutes, a.seed, a.brokers, a.workers, log=log, kinds=kinds))
     print(json.dumps(result), flush=True)
     return 1 if result["problems"] else 0
 
