@@ -272,10 +272,14 @@ class Ingest:
         """A checkpoint failed at ``now``: the next is tried ``RETRY_S`` later, not at each message."""
         self.retry_at = now + RETRY_S
 
-    async def checkpoint(self) -> int:
+    async def checkpoint(self, writable: Callable[[], bool] = lambda: True) -> int | None:
         """Wait until Kafka has every alarm sent since the last checkpoint, then write one row per
         changed station (each to its own partition); how many rows. An alarm Kafka refused goes
-        back to the outbox and the checkpoint fails: the states stay unsaved for the next one."""
+        back to the outbox and the checkpoint fails: the states stay unsaved for the next one.
+        ``writable()`` is asked again after that wait, right before the rows (nothing awaits in
+        between): a rebalance may have come meanwhile, and a row of a revoked partition written
+        now could overwrite a state another worker owns, ahead of its committed offsets. None
+        then: nothing written, nothing may be marked saved."""
         await self.send_outbox()
         if self.sent:
             sent, self.sent = self.sent, []
@@ -288,6 +292,8 @@ class Ingest:
             if failed:
                 self.outbox[:0] = failed
                 raise ConnectionError(f"{len(failed)} alarm(s) not acknowledged by Kafka; sent again")
+        if not writable():
+            return None
         written = 0
         for station in list(self.dirty):  # a failed write leaves it, and the rest, for the next one
             with self.writing_as(self.dirty[station]):

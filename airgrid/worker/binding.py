@@ -297,11 +297,14 @@ def _bind_ingest(app: Any, w: Wiring, b: Bound, retrier: Retrier) -> None:
 
     async def checkpoint() -> None:  # under ingest.lock
         try:
-            await ingest.checkpoint()
+            written = await ingest.checkpoint(writable)
         except Exception:  # the states stay unsaved, their readings uncommitted: the next one tries
             ingest.failed(asyncio.get_running_loop().time())
             w.metrics.internal_errors.labels("ingest").inc()
             log.exception("ingest: a checkpoint failed; the next one writes what it did not")
+            return
+        if written is None:  # a rebalance while it waited for Kafka: the states were dropped
+            log.info("ingest: a rebalance came during a checkpoint; its states were dropped")
             return
         app.consumer.saved(topics)
 

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -24,12 +25,44 @@ from airgrid.config.settings import DATA_DIR
 from airgrid.domain.directory import Directory
 from airgrid.kafka.cluster import LocalKafkaCluster
 from airgrid.kafka.local import broker_count
-from tests.helpers import Collector
+from tests.helpers import Collector, Worker, worker_env
 
 T = TypeVar("T")
 DIRECTORY = Directory.load(DATA_DIR / "grids.json")
 OFFSETS_TOPIC = "__consumer_offsets"
 FINDINGS = {"source_found": True, "source_type": "construction_dust", "measures": "site watered"}
+# airgrid's topics (with the prefix), whose replicas must all be back in sync after a broker fault
+TOPICS = (
+    "readings",
+    "readings.dlq",
+    "alarms",
+    "alarms.dlq",
+    "feedback",
+    "feedback.rejected",
+    "task-events",
+    "warnings",
+    "task-commands",
+    "station-commands",
+    "commands.dlq",
+)
+SESSION_S = 6  # the workers' group session: a killed worker's partitions move after it
+
+
+def cluster_worker(cluster: LocalKafkaCluster, uid: str, data_dir: Path, policy: Path) -> Worker:
+    """A worker of app ``uid`` on every broker of ``cluster``, its topics replicated on up to
+    three of them, a short session, a policy in seconds and a checkpoint a second; its state in
+    ``data_dir``, its log beside it."""
+    env = worker_env(
+        cluster.bootstrap,
+        uid,
+        data_dir,
+        AIRGRID_BROKER="kafka://" + cluster.bootstrap.replace(",", ";"),
+        AIRGRID_TOPIC_REPLICATION=str(min(3, len(cluster.nodes))),
+        AIRGRID_SESSION_TIMEOUT_SECONDS=str(SESSION_S),
+        AIRGRID_POLICY_FILE=str(policy),
+        AIRGRID_CHECKPOINT_INTERVAL_SECONDS="1",
+    )
+    return Worker(env, data_dir.with_suffix(".log"))
 
 
 class ClusterProbe:

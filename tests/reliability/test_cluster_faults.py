@@ -25,28 +25,15 @@ import pytest
 
 from airgrid.kafka.cluster import LocalKafkaCluster
 from airgrid.kafka.topics import TABLES
-from tests.helpers import Collector, Worker, short_policy, worker_env
+from tests.helpers import Collector, Worker, short_policy
 from tests.reliability.cluster_audit import final_audit
-from tests.reliability.cluster_probe import ClusterProbe, Feeder
+from tests.reliability.cluster_probe import TOPICS, ClusterProbe, Feeder, cluster_worker
 
 ROUNDS = int(os.environ.get("AIRGRID_TEST_CLUSTER_ROUNDS", "1"))
 # 0: the broker faults alone, to tell their recovery from that of the worker killed with them
 KILL_WORKERS = os.environ.get("AIRGRID_TEST_CLUSTER_KILL_WORKERS", "1") != "0"
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(600 + 400 * ROUNDS)]
 STATIONS = [f"ST{i:03d}" for i in range(1, 13)]
-TOPICS = [
-    "readings",
-    "readings.dlq",
-    "alarms",
-    "alarms.dlq",
-    "feedback",
-    "feedback.rejected",
-    "task-events",
-    "warnings",
-    "task-commands",
-    "station-commands",
-    "commands.dlq",
-]
 DOWN_S = 6.0  # a killed broker is restarted after this (its session, 3 s, has expired by then)
 STALL_S = 10.0  # past the broker's session (3 s) and the workers' (6 s)
 KILL_WORKER_AFTER_S = 1.5
@@ -165,20 +152,7 @@ async def test_cluster_faults_lose_nothing(
     cluster = kafka_cluster
     policy = short_policy(tmp_path / "p.toml", 6, 3, 3)
 
-    def make(name: str) -> Worker:
-        env = worker_env(
-            cluster.bootstrap,
-            uid,
-            tmp_path / name,
-            AIRGRID_BROKER="kafka://" + cluster.bootstrap.replace(",", ";"),
-            AIRGRID_TOPIC_REPLICATION="3",
-            AIRGRID_SESSION_TIMEOUT_SECONDS="6",
-            AIRGRID_POLICY_FILE=str(policy),
-            AIRGRID_CHECKPOINT_INTERVAL_SECONDS="1",
-        )
-        return Worker(env, tmp_path / f"{name}.log")
-
-    workers = [make("w1"), make("w2")]
+    workers = [cluster_worker(cluster, uid, tmp_path / name, policy) for name in ("w1", "w2")]
     p, app = workers[0].env["AIRGRID_TOPIC_PREFIX"], workers[0].env["AIRGRID_APP_ID"]
     changelogs = [f"{app}-{t}-changelog" for t in TABLES]
     topics = [p + t for t in TOPICS] + changelogs

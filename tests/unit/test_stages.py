@@ -372,6 +372,41 @@ async def test_after_a_rebalance_the_idle_checkpoint_drops_the_old_states_instea
     assert list(ingest.stations) == ["ST001"] and saved == [{"x.readings", "x.station-commands"}]
 
 
+async def test_a_rebalance_while_a_checkpoint_waits_for_kafka_writes_no_state(tmp_path: Path) -> None:
+    """The checkpoint waits for Kafka to acknowledge the alarms before it writes the states; a
+    rebalance may come and go meanwhile. The states are then another generation's: written, they
+    could overwrite a station row another worker owns, ahead of the offsets it committed (found
+    by a 22-minute fault campaign: alarms lost, and sent again with other contents). Found stale
+    after the wait, they are dropped and nothing is marked saved."""
+    settings = load_settings(store="memory", data_dir=tmp_path, topic_prefix="x.")
+    app = create_app(settings)
+    ingest = app.airgrid.ingest
+    ingest.stations, ingest.alarms = {}, FakeTopic()
+    ingest.writing_as = lambda event: nullcontext()
+    (when_idle,) = [
+        inspect.unwrap(t)
+        for t in app._app_tasks
+        if getattr(t, "__qualname__", "") == "_bind_ingest.<locals>.when_idle"
+    ]
+    saved: list[set[str]] = []
+    app._consumer = SimpleNamespace(saved=saved.append)
+    app.consumer_generation_id = 1
+    ingest.adopt(1)
+    alarms = fake(ingest.alarms)
+    alarms.hold = True  # Kafka has not answered yet
+    for msg in hour_of("ST001", 150.0, 0, range(55, -5, -10)):  # alarms open
+        await ingest.handle(msg)
+    ingest.last_handled_at -= 1.0
+    assert alarms.sent
+    saving = asyncio.create_task(when_idle())
+    await asyncio.sleep(0.05)
+    assert not saving.done()  # waiting for the acks
+    app.consumer_generation_id = 2  # a rebalance meanwhile
+    alarms.ack_all()
+    await asyncio.wait_for(saving, 1)
+    assert ingest.stations == {} and not saved and not ingest.cache
+
+
 async def test_a_rebalance_drops_the_states_and_leaves_no_unread_refusal() -> None:
     ingest = make_ingest()
     alarms = fake(ingest.alarms)
