@@ -49,7 +49,6 @@ from airgrid.models.regions import DispatchCommand
 from airgrid.models.tasks import (
     DeadlineCommand,
     FeedbackCommand,
-    Lineage,
     OutboxCommand,
     SuperviseCommand,
     Task,
@@ -325,7 +324,7 @@ class TaskOwner:
                 await self.send_pending(task_id)
                 current = existing
             else:
-                chain = Lineage(l3=region.grid, l2=region.grid, l1=region.parent or region.grid)
+                chain = lineage_of_grid(self.directory, region.grid)  # as a supervision task's
                 name = self.policies.regional.policy
                 policy = self.policies.policies[name] if name else self.policies.choose("major", False)
                 task, event = machine.dispatch(region.episode, chain, policy, now, level=region.level)

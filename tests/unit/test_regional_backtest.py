@@ -3,12 +3,10 @@ the task replay relies on beyond tests/unit/test_regional.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from airgrid.domain.detection.compiled import RuleSet, compile_rules
 from airgrid.domain.regional import REGIONAL_RULE, Outcome, RegionalDispatch, RegionLogic, RegionState
 from airgrid.domain.rules import Regional, parse_rules
-from airgrid.models.alarms import AlarmEvent
+from tests.unit.test_regional import alarm
 
 H0 = 420_000  # an hour number (2017-11-30)
 STATIONS = ("A", "B", "C")
@@ -35,29 +33,6 @@ def setup(dispatch: RegionalDispatch = "none") -> tuple[RegionLogic, RuleSet, Re
     )
     cfg = Regional.model_validate(REGIONAL)
     return RegionLogic(cfg, {"R": 3}, dispatch, {"R": "L1"}), compile_rules(cat), RegionState()
-
-
-def alarm(station: str, hour: int) -> AlarmEvent:
-    start = datetime.fromtimestamp(hour * 3600, UTC)
-    end = datetime.fromtimestamp((hour + 1) * 3600, UTC)
-    aid = f"{station}:pm25_1h:{start:%Y%m%dT%H%MZ}"
-    return AlarmEvent(
-        event_id=f"{aid}:1",
-        alarm_id=aid,
-        kind="opened",
-        station_id=station,
-        rule_id="pm25_1h",
-        pollutant="pm25",
-        severity="major",
-        route="grid",
-        value=120.0,
-        threshold=75.0,
-        period="1h",
-        window_start=start,
-        window_end=end,
-        opened_at=start,
-        emitted_at=end,
-    )
 
 
 def hour(lg: RegionLogic, rs: RuleSet, st: RegionState, h: int, pm25: dict[str, float | None]) -> Outcome:
