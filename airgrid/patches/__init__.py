@@ -23,6 +23,7 @@ from airgrid.patches.barrier import CommitBarrier
 from airgrid.patches.commit_after_writes import CommitAfterWrites
 from airgrid.patches.data_dir import create_parents
 from airgrid.patches.flow_control import StreamFlowControl
+from airgrid.patches.inline_delivery import InlineDelivery
 from airgrid.patches.producer import TrackingProducer
 from airgrid.patches.repeated_offsets import RepeatedOffsets
 from airgrid.patches.seek import SeekEveryPartition
@@ -61,6 +62,7 @@ def _installed() -> dict[str, str]:
 
 
 class Consumer(  # type: ignore[misc]
+    InlineDelivery,
     CommitAfterWrites,
     CommitBarrier,
     RepeatedOffsets,
@@ -70,7 +72,7 @@ class Consumer(  # type: ignore[misc]
 ):
     """Faust's aiokafka consumer with the consumer patches, in this order (each ``_new_offset``
     post-processes the one after it: Faust's, repeats dropped, capped at a held message, then the
-    batch remembered for a commit that may not happen)."""
+    batch remembered for a commit that may not happen; the fetch loop's deliveries run inline)."""
 
 
 class PatchedApp(faust.App):  # type: ignore[misc]

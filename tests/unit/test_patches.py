@@ -214,6 +214,7 @@ def test_the_patches_refuse_framework_versions_they_were_not_written_for() -> No
 def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
     from airgrid.patches.barrier import CommitBarrier
     from airgrid.patches.commit_after_writes import CommitAfterWrites
+    from airgrid.patches.inline_delivery import InlineDelivery
     from airgrid.patches.repeated_offsets import RepeatedOffsets
     from airgrid.patches.seek import SeekEveryPartition
     from airgrid.patches.skipped_messages import SkippedMessages
@@ -222,7 +223,14 @@ def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
     consumer, producer = app.consumer, app.producer
     assert isinstance(producer, TrackingProducer)
     mro = type(consumer).__mro__
-    patches = [CommitAfterWrites, CommitBarrier, RepeatedOffsets, SkippedMessages, SeekEveryPartition]
+    patches = [
+        InlineDelivery,
+        CommitAfterWrites,
+        CommitBarrier,
+        RepeatedOffsets,
+        SkippedMessages,
+        SeekEveryPartition,
+    ]
     assert [c for c in mro if c in patches] == patches  # each _new_offset wraps the next one
     assert type(app.flow_control).__name__ == "StreamFlowControl"
 
@@ -285,3 +293,101 @@ def test_no_commit_passes_a_reading_whose_checkpoint_is_not_written(tmp_path: Pa
     consumer.saved({"t.readings"})
     assert consumer._new_offset(readings) == 15
     assert consumer._barrier(alarms) == 3
+
+
+# --- inline delivery (patches/inline_delivery.py) ------------------------------------------------
+
+
+async def test_the_fetch_loop_delivers_a_message_inline_when_nothing_waits(tmp_path: Path) -> None:
+    """Faust's fetch loop delivers each message raced against a rebalance; mode's wait_first made
+    four tasks for it. A delivery that does not wait runs in the fetcher's own task."""
+    consumer = create_app(load_settings(store="memory", data_dir=tmp_path)).consumer
+    ran_in: list[asyncio.Task[Any] | None] = []
+
+    async def deliver() -> str:
+        ran_in.append(asyncio.current_task())
+        return "delivered"
+
+    result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+    assert ran_in == [asyncio.current_task()]
+    assert result.results == ["delivered"] and not result.stopped
+    # any other call keeps mode's path: each awaitable in a task of its own
+    other = await consumer.wait_first(deliver(), asyncio.Event().wait())
+    assert ran_in[1] is not asyncio.current_task() and other.results == ["delivered"]
+    # and so does a delivery while the flow is suspended
+    consumer.suspend_flow.set()
+    await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+    assert ran_in[2] is not asyncio.current_task()
+
+
+async def test_a_delivery_that_waits_finishes_in_the_same_task(tmp_path: Path) -> None:
+    consumer = create_app(load_settings(store="memory", data_dir=tmp_path)).consumer
+    room = asyncio.get_running_loop().create_future()
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def deliver() -> str:
+        tasks.append(asyncio.current_task())
+        got = await room  # a full queue: the delivery waits for room
+        await asyncio.sleep(0)  # a bare yield too
+        tasks.append(asyncio.current_task())
+        return got
+
+    asyncio.get_running_loop().call_later(0.05, room.set_result, "room")
+    result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+    assert result.results == ["room"]
+    assert tasks == [asyncio.current_task()] * 2
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_rebalance_cancels_a_waiting_delivery_and_not_the_fetch_loop(tmp_path: Path) -> None:
+    consumer = create_app(load_settings(store="memory", data_dir=tmp_path)).consumer
+    seen: list[str] = []
+
+    async def deliver() -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # a queue that never has room
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    asyncio.get_running_loop().call_later(0.05, consumer.suspend_flow.set)
+    suspended = consumer.suspend_flow.wait()
+    result = await consumer.wait_first(deliver(), suspended)
+    assert seen == ["cancelled"]
+    assert result.done == [suspended] and not result.stopped  # as Faust's race answers
+    me = asyncio.current_task()
+    assert me is not None and me.cancelling() == 0
+    await asyncio.sleep(0.01)  # the fetch loop goes on: no cancellation left pending on it
+
+
+async def test_a_timeout_inside_a_waiting_delivery_stays_inside_it(tmp_path: Path) -> None:
+    """Faust's producer-buffer flush waits with a timeout; it must time out the delivery's wait,
+    not cancel the fetch loop (a delivery never changes task half-way)."""
+    consumer = create_app(load_settings(store="memory", data_dir=tmp_path)).consumer
+
+    async def deliver() -> str:
+        try:
+            await asyncio.wait_for(asyncio.Event().wait(), timeout=0.05)
+        except TimeoutError:
+            return "flushed what it could"
+        return "never"
+
+    result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+    assert result.results == ["flushed what it could"]
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_delivery_error_reaches_the_fetch_loop_inline_or_after_a_wait(tmp_path: Path) -> None:
+    consumer = create_app(load_settings(store="memory", data_dir=tmp_path)).consumer
+
+    async def at_once() -> None:
+        raise ValueError("undecodable")
+
+    async def after_a_wait() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("refused later")
+
+    with pytest.raises(ValueError, match="undecodable"):
+        await consumer.wait_first(at_once(), consumer.suspend_flow.wait())
+    with pytest.raises(ValueError, match="refused later"):
+        await consumer.wait_first(after_a_wait(), consumer.suspend_flow.wait())
