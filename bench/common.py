@@ -73,9 +73,10 @@ def versions() -> dict[str, Any]:
     return out
 
 
-def snapshot_airgrid(dest: Path) -> dict[str, str]:
-    """Copy airgrid/ so that edits made by others during the run do not change what is measured."""
-    src = REPO / "airgrid"
+def snapshot_airgrid(dest: Path, repo: Path = REPO) -> dict[str, str]:
+    """Copy airgrid/ so that edits made by others during the run do not change what is measured
+    (``repo``: another checkout, for a variant that runs other code)."""
+    src = repo / "airgrid"
     shutil.copytree(src, dest / "airgrid", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     h = hashlib.sha256()
     for p in sorted((dest / "airgrid").rglob("*")):
@@ -83,10 +84,10 @@ def snapshot_airgrid(dest: Path) -> dict[str, str]:
             h.update(str(p.relative_to(dest)).encode())
             h.update(p.read_bytes())
     head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=False
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "airgrid"], cwd=REPO, capture_output=True, text=True, check=False
+        ["git", "status", "--porcelain", "airgrid"], cwd=repo, capture_output=True, text=True, check=False
     ).stdout.count("\n")
     return {"git_head": head, "uncommitted_files_in_airgrid": str(dirty), "tree_sha256": h.hexdigest()[:16]}
 
