@@ -174,7 +174,12 @@ class Settings(BaseSettings):
         "0.66 rows per reading, 5 s 0.40 and drained x1.4 faster",
     )
     checkpoint_max_readings: int = Field(
-        5000, ge=1, le=1_000_000, description="ingest checkpoints after at most this many readings"
+        50_000,
+        ge=1,
+        le=1_000_000,
+        description="ingest checkpoints after at most this many readings (a bound on the replay after a "
+        "kill while a backlog drains; the interval decides otherwise). Measured, 100,000 readings of "
+        "2,000 stations: 5,000 wrote 0.4 rows per reading; 50,000 about 0.08 and drained x1.3-1.6 faster",
     )
     state_cache_stations: int = Field(
         10_000,

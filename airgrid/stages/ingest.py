@@ -79,7 +79,7 @@ class Ingest:
         current_event: Callable[[], Any] = lambda: None,
         writing_as: Callable[[Any], AbstractContextManager[None]] = lambda event: nullcontext(),
         checkpoint_s: float = 5.0,
-        checkpoint_max: int = 5000,
+        checkpoint_max: int = 50_000,
         cache_max: int = 100_000,
         idle_s: float = 0.05,
         region_of: Callable[[str], str | None] | None = None,
