@@ -10,9 +10,10 @@ silence sweep looks for silent stations on a timer; as a timer may not write a t
 
 Checkpointed state (issue 20): the stations' states live in memory between checkpoints (parsed
 once, not per reading); a reading updates its station's state and sends its alarms without waiting.
-At each checkpoint (``due``: ``checkpoint_max`` messages, or ``checkpoint_s`` since the first
-unsaved one; ``idle``: nothing arrived for ``idle_s``) the stage waits until Kafka has every alarm
-sent since the last one, and only then writes one table row per changed station. ``lock`` keeps a
+At each checkpoint (``due``: ``checkpoint_max`` messages, ``cache_max / 2`` changed stations,
+or ``checkpoint_s`` since the first unsaved one; ``idle``: nothing arrived for ``idle_s``) the
+stage waits until Kafka has every alarm sent since the last one, and only then writes one table
+row per changed station. ``lock`` keeps a
 checkpoint and the handling of a message apart (a timer checkpoints an idle stream). The driver defers the
 commit of every reading until the checkpoint after it is written. A kill between checkpoints
 replays the readings since the last commit against the last checkpointed state and re-sends the
@@ -257,11 +258,17 @@ class Ingest:
 
     def due(self, now: float) -> bool:
         """Time for a checkpoint while messages flow: ``checkpoint_max`` of them since the last
-        one, or the first of them waited ``checkpoint_s`` (``now``: the event loop's clock)."""
+        one, or the first of them waited ``checkpoint_s`` (``now``: the event loop's clock), or
+        as many stations changed as the cache may hold (a changed state cannot leave it before it
+        is written: this keeps the cache, and the memory, within ``cache_max``)."""
         return (
             self.unsaved > 0
             and now >= self.retry_at
-            and (self.unsaved >= self.checkpoint_max or now - self.first_unsaved_at >= self.checkpoint_s)
+            and (
+                self.unsaved >= self.checkpoint_max
+                or 2 * len(self.dirty) >= self.cache_max
+                or now - self.first_unsaved_at >= self.checkpoint_s
+            )
         )
 
     def idle(self, now: float) -> bool:

@@ -173,6 +173,21 @@ async def test_checkpoints_come_when_the_batch_is_full_or_old_or_the_input_runs_
     assert not ingest.due(now=start + 5) and not ingest.idle(now=start + 5)
 
 
+async def test_a_checkpoint_comes_when_the_changed_stations_fill_the_state_cache() -> None:
+    """A changed state stays in memory until it is written: with many stations the cache bound
+    (and so the memory) holds only if a checkpoint comes once changed states fill half of it."""
+    ingest = make_ingest()
+    ingest.checkpoint_max, ingest.checkpoint_s, ingest.cache_max = 1000, 60.0, 4
+    await ingest.handle(on(READINGS, reading("ST001", 30, 20.0), key="ST001"))
+    await ingest.handle(on(READINGS, reading("ST001", 29, 20.0), key="ST001", offset=1))
+    start = ingest.first_unsaved_at
+    assert not ingest.due(now=start)  # one station changed twice
+    await ingest.handle(on(READINGS, reading("ST002", 30, 20.0), key="ST002", offset=2))
+    assert ingest.due(now=start)  # two stations changed: half the cache holds unsaved states
+    await ingest.checkpoint()
+    assert len(ingest.cache) <= 4 and not ingest.dirty
+
+
 async def test_the_cache_keeps_changed_states_and_drops_the_oldest_clean_ones() -> None:
     ingest = make_ingest()
     ingest.cache_max = 2
