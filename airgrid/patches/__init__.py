@@ -22,6 +22,7 @@ from mode.utils.queues import FlowControlEvent
 from airgrid.patches.barrier import CommitBarrier
 from airgrid.patches.commit_after_writes import CommitAfterWrites
 from airgrid.patches.data_dir import create_parents
+from airgrid.patches.fetch_batching import FAUST_MAX_WAIT_MS, FAUST_MIN_BYTES, FetchBatching
 from airgrid.patches.flow_control import StreamFlowControl
 from airgrid.patches.inline_delivery import InlineDelivery
 from airgrid.patches.producer import TrackingProducer
@@ -30,7 +31,7 @@ from airgrid.patches.seek import SeekEveryPartition
 from airgrid.patches.skipped_messages import SkippedMessages
 
 # the versions every patch was written and tested against (pinned in pyproject.toml)
-WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
 
 
 class PatchError(RuntimeError):
@@ -62,6 +63,7 @@ def _installed() -> dict[str, str]:
 
 
 class Consumer(  # type: ignore[misc]
+    FetchBatching,
     InlineDelivery,
     CommitAfterWrites,
     CommitBarrier,
@@ -79,6 +81,8 @@ class PatchedApp(faust.App):  # type: ignore[misc]
     """The Faust app with the app-level patches (flow control, data dir)."""
 
     airgrid: Any  # what the binding built on it (worker/binding.Bound)
+    # the worker consumer's fetch.min.bytes and fetch.max.wait.ms (patches/fetch_batching.py)
+    fetch_settings: tuple[int, int] = (FAUST_MIN_BYTES, FAUST_MAX_WAIT_MS)
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:

@@ -104,6 +104,7 @@ def create_app(
         origin="airgrid",
     )
     install(app)
+    app.fetch_settings = (s.consumer_fetch_min_bytes, s.consumer_fetch_max_wait_ms)
     names = TopicNames.of(s)
 
     def topic(name: str) -> Any:

@@ -55,8 +55,13 @@ def scenario(start: datetime) -> list[tuple[bytes, bytes]]:
     return out
 
 
+# fuller fetches (patches/fetch_batching.py) change how records reach the streams: audited too
+FULL_FETCHES = {"AIRGRID_CONSUMER_FETCH_MIN_BYTES": "65536", "AIRGRID_CONSUMER_FETCH_MAX_WAIT_MS": "20"}
+
+
+@pytest.mark.parametrize("fetch", [{}, FULL_FETCHES], ids=["default_fetch", "full_fetches"])
 async def test_kills_lose_nothing_and_duplicate_nothing(
-    kafka_bootstrap: str, uid: str, tmp_path: Path
+    kafka_bootstrap: str, uid: str, tmp_path: Path, fetch: dict[str, str]
 ) -> None:
     rng = random.Random(7)
     env = worker_env(
@@ -65,6 +70,7 @@ async def test_kills_lose_nothing_and_duplicate_nothing(
         tmp_path / "state",
         AIRGRID_POLICY_FILE=str(short_policy(tmp_path / "p.toml", 4, 2, 3)),
         AIRGRID_SESSION_TIMEOUT_SECONDS="6",
+        **fetch,
     )
     p = env["AIRGRID_TOPIC_PREFIX"]
     start = (datetime.now(UTC) - timedelta(hours=HOURS + 2)).replace(minute=0, second=0, microsecond=0)

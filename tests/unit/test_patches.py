@@ -204,16 +204,20 @@ def test_the_patches_refuse_framework_versions_they_were_not_written_for() -> No
     check_versions()  # and so do the installed ones (pyproject.toml pins them)
     with pytest.raises(
         PatchError,
-        match=r"written for aiokafka 0\.14\.0, faust-streaming 0\.15\.3; installed: faust-streaming 0\.16\.0",
+        match=r"written for aiokafka 0\.14\.0, faust-streaming 0\.15\.3, mode-streaming 0\.7\.1; "
+        r"installed: faust-streaming 0\.16\.0",
     ):
         check_versions({**WRITTEN_FOR, "faust-streaming": "0.16.0"})
     with pytest.raises(PatchError, match="aiokafka missing"):
         check_versions({"faust-streaming": WRITTEN_FOR["faust-streaming"]})
+    with pytest.raises(PatchError, match=r"mode-streaming 0\.8\.0"):
+        check_versions({**WRITTEN_FOR, "mode-streaming": "0.8.0"})  # inline_delivery overrides its wait_first
 
 
 def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
     from airgrid.patches.barrier import CommitBarrier
     from airgrid.patches.commit_after_writes import CommitAfterWrites
+    from airgrid.patches.fetch_batching import FetchBatching
     from airgrid.patches.inline_delivery import InlineDelivery
     from airgrid.patches.repeated_offsets import RepeatedOffsets
     from airgrid.patches.seek import SeekEveryPartition
@@ -224,6 +228,7 @@ def test_install_puts_every_consumer_patch_in_place(tmp_path: Path) -> None:
     assert isinstance(producer, TrackingProducer)
     mro = type(consumer).__mro__
     patches = [
+        FetchBatching,
         InlineDelivery,
         CommitAfterWrites,
         CommitBarrier,
@@ -391,3 +396,19 @@ async def test_a_delivery_error_reaches_the_fetch_loop_inline_or_after_a_wait(tm
         await consumer.wait_first(at_once(), consumer.suspend_flow.wait())
     with pytest.raises(ValueError, match="refused later"):
         await consumer.wait_first(after_a_wait(), consumer.suspend_flow.wait())
+
+
+async def test_the_worker_consumer_fetches_with_the_configured_sizes(tmp_path: Path) -> None:
+    """Faust hard-codes the worker consumer's fetch wait (1,500 ms) and leaves min bytes at 1;
+    AIRGRID_CONSUMER_FETCH_MIN_BYTES / _MAX_WAIT_MS reach aiokafka's consumer, and the defaults
+    are Faust's."""
+    tuned = create_app(
+        load_settings(
+            store="memory", data_dir=tmp_path, consumer_fetch_min_bytes=65536, consumer_fetch_max_wait_ms=20
+        )
+    )
+    client = tuned.consumer._thread._create_consumer(asyncio.get_running_loop())
+    assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (65536, 20)
+    plain = create_app(load_settings(store="memory", data_dir=tmp_path / "plain"))
+    client = plain.consumer._thread._create_consumer(asyncio.get_running_loop())
+    assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (1, 1500)
