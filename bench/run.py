@@ -846,9 +846,11 @@ def table(r: dict[str, Any]) -> str:
     for key, v in t.items():
         if key.startswith("variant_"):
             env = ", ".join(f"{a}={b}" for a, b in v["env"].items())
+            snap = v.get("airgrid_snapshot")
+            code = f"code {snap['git_head']}" if snap else "this checkout's code"
             rows.append(
                 (
-                    f"variant {key[8:]} ({env}), readings/s",
+                    f"variant {key[8:]} ({code}{'; ' + env if env else ''}), readings/s",
                     f"{v['readings_per_s']:,}",
                     f"{v['over_raw']:.1%} of raw, x{v['over_baseline_full']:.2f} of baseline",
                 )
