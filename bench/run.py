@@ -865,8 +865,12 @@ def table(r: dict[str, Any]) -> str:
         )
     ratios = r.get("ratios", {})
     if "full_over_raw" in ratios:
-        v = ratios["full_over_raw"]
-        rows.append(("full / raw", f"{v:.1%}", f">= 40 % {'met' if v >= 0.4 else 'MISSED'}"))
+        rows.append(("full / raw", f"{ratios['full_over_raw']:.1%}", ""))
+    if "full_over_noop_faust" in ratios:
+        # issue 20's goal: 80 % of a no-op Faust agent on the same topic (40 % of raw is out of
+        # reach with Faust: docs/sizing.md)
+        v = ratios["full_over_noop_faust"]
+        rows.append(("full / no-op Faust agent", f"{v:.1%}", f">= 80 % {'met' if v >= 0.8 else 'MISSED'}"))
     if "noop_faust_over_raw" in ratios:
         rows.append(("no-op Faust / raw", f"{ratios['noop_faust_over_raw']:.1%}", ""))
     if "noop_faust_table_over_raw" in ratios:
