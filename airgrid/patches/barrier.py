@@ -10,7 +10,11 @@ Defects met on the way (Faust 0.15): Faust's Cython stream iterator, the one in 
 extension is installed, acknowledges a message inline, without ``Consumer.ack``, and skips one
 already marked acknowledged: a held message is marked done-without-offset. Faust commits the first
 run of consecutive acked offsets and checks for a hole at its head only when the partition has a
-committed offset above 0: on a fresh group it committed past a held message.
+committed offset above 0: on a fresh group it committed past a held message. Faust's recovery
+resumes the flow before it awaits the seek to the committed offsets, so the streams process
+messages of the new assignment during that seek; forgetting the unsaved offsets at the seek let a
+commit pass readings whose states were still only in memory, and a kill or a rebalance before the
+next checkpoint lost them (found by the fault campaign: alarms lost and different).
 
 Private names: Faust ``Message.acked``, ``Consumer._unacked_messages``, ``_new_offset``,
 ``_acked``, ``_acked_index``, ``_committed_offset``, ``perform_seek``.
@@ -74,7 +78,16 @@ class CommitBarrier:
 
     async def perform_seek(self) -> None:
         await super().perform_seek()  # type: ignore[misc]
-        # every partition goes back to its committed offset, at or before each held or unsaved
-        # message: they are all read again now
+        # every partition goes back to its committed offset, at or before each held message: they
+        # are all read again now. The unsaved ones stay unsaved: Faust's recovery awaits this seek
+        # with the flow already resumed, so a stage may have processed them in the new generation
+        # meanwhile (their effects in memory, not yet checkpointed); only ``saved`` releases them.
+        # Those of a partition gone, or below its committed offset (another worker's commit passed
+        # them), belong to states already dropped: kept, they would cap a later commit at an old
+        # offset (and give it back a range of every offset since)
         self._held.clear()
-        self._unsaved.clear()
+        assigned = self.assignment()  # type: ignore[attr-defined]
+        for tp, first in list(self._unsaved.items()):
+            committed = self._committed_offset.get(tp)
+            if tp not in assigned or (committed is not None and first < committed):
+                del self._unsaved[tp]

@@ -300,6 +300,40 @@ def test_no_commit_passes_a_reading_whose_checkpoint_is_not_written(tmp_path: Pa
     assert consumer._barrier(alarms) == 3
 
 
+async def test_a_seek_does_not_release_readings_whose_checkpoint_is_not_written(tmp_path: Path) -> None:
+    """Faust's recovery resumes the flow, then awaits the seek to the committed offsets: ingest
+    may process (and defer) readings of the new assignment while it waits. The seek must not
+    release them: only the checkpoint that writes their states may (the campaign lost alarms
+    when a commit passed them and a kill came before that checkpoint)."""
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer = app.consumer
+    readings = TP("t.readings", 0)
+
+    class Message:
+        def __init__(self, offset: int) -> None:
+            self.tp, self.offset = readings, offset
+
+    async def seek_to_committed() -> dict[TP, int]:
+        for offset in range(10, 15):  # processed while the seek was awaited
+            consumer.defer(Message(offset))
+            consumer._acked[readings].append(offset)
+            consumer._acked_index[readings].add(offset)
+        return {readings: 10}
+
+    gone, passed = TP("t.readings", 1), TP("t.readings", 2)
+    consumer._unsaved.update({gone: 7, passed: 3})  # deferred in an earlier assignment
+    consumer._committed_offset[passed] = 900  # another worker committed past it since
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer.assignment = lambda: {readings, passed}  # type: ignore[method-assign]
+    await consumer.perform_seek()
+    assert consumer._committed_offset[readings] == 10
+    assert consumer._new_offset(readings) is None  # nothing passes 10 before its checkpoint
+    # the states of those two were dropped with their assignment: no barrier at an old offset
+    assert consumer._barrier(gone) is None and consumer._barrier(passed) is None
+    consumer.saved({"t.readings"})
+    assert consumer._new_offset(readings) == 15
+
+
 # --- inline delivery (patches/inline_delivery.py) ------------------------------------------------
 
 
