@@ -514,6 +514,12 @@ def main(argv: list[str] | None = None) -> int:
         help="load levels of the latency phase, percent of the drain rate (default 10,50,80)",
     )
     ap.add_argument(
+        "--latency-rates",
+        type=lambda v: [float(x) for x in v.split(",")],
+        help="load levels of the latency phase in readings/s instead of percent of the drain rate "
+        "(runs then compare at equal load, e.g. two settings: 800,1500,2200)",
+    )
+    ap.add_argument(
         "--state-rounds",
         type=int,
         default=1,
@@ -803,7 +809,10 @@ def throughput_and_latency(
 
         if "latency" not in skip:
             max_rate = phases["full_pipeline"]["readings_per_s"]
-            rates = [(p, max_rate * p / 100) for p in a.latency_levels]
+            if a.latency_rates:  # fixed rates: the percent is this run's, for the table only
+                rates = [(round(rate / max_rate * 100), rate) for rate in a.latency_rates]
+            else:
+                rates = [(p, max_rate * p / 100) for p in a.latency_levels]
             per_station = sum(r for _, r in rates) * lat_s / lat_stations
             base = c.hour_start_before(int(per_station / 6) + 7)
             lat = Latency(

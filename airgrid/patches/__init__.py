@@ -25,6 +25,7 @@ from airgrid.patches.data_dir import create_parents
 from airgrid.patches.fetch_batching import FAUST_MAX_WAIT_MS, FAUST_MIN_BYTES, FetchBatching
 from airgrid.patches.flow_control import StreamFlowControl
 from airgrid.patches.inline_delivery import InlineDelivery
+from airgrid.patches.position_probe import PositionProbe
 from airgrid.patches.producer import TrackingProducer
 from airgrid.patches.repeated_offsets import RepeatedOffsets
 from airgrid.patches.seek import SeekEveryPartition
@@ -70,11 +71,13 @@ class Consumer(  # type: ignore[misc]
     RepeatedOffsets,
     SkippedMessages,
     SeekEveryPartition,
+    PositionProbe,
     FaustAIOKafkaConsumer,
 ):
     """Faust's aiokafka consumer with the consumer patches, in this order (each ``_new_offset``
     post-processes the one after it: Faust's, repeats dropped, capped at a held message, then the
-    batch remembered for a commit that may not happen; the fetch loop's deliveries run inline)."""
+    batch remembered for a commit that may not happen; the fetch loop's deliveries run inline; the
+    livelock probe skips a partition whose position is being reset)."""
 
 
 class PatchedApp(faust.App):  # type: ignore[misc]

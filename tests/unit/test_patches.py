@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +333,45 @@ async def test_a_seek_does_not_release_readings_whose_checkpoint_is_not_written(
     assert consumer._barrier(gone) is None and consumer._barrier(passed) is None
     consumer.saved({"t.readings"})
     assert consumer._new_offset(readings) == 15
+
+
+async def test_the_livelock_probe_skips_a_partition_whose_position_is_being_reset(tmp_path: Path) -> None:
+    """Faust's livelock detector read aiokafka's ``position`` of a partition waiting for an offset
+    reset (during the seek after a rebalance): the property's assertion crashed the worker. The
+    probe skips that partition; one with a known position is probed as before."""
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    app = create_app(load_settings(store="memory", data_dir=tmp_path))
+    consumer = app.consumer
+    thread = consumer._thread
+    resetting, known = TP("t.readings", 0), TP("t.readings", 1)
+
+    class Assignment:
+        active = True
+
+        def __init__(self) -> None:
+            self.states = {p: TopicPartitionState(self) for p in (0, 1)}
+            for state in self.states.values():
+                state.timestamp = time.time() * 1000  # fetched just now
+                state.highwater = 100
+            self.states[1].seek(100)  # caught up: nothing to report
+
+        def state_value(self, tp: Any) -> Any:
+            return self.states[tp.partition]
+
+    class Fake:
+        pass
+
+    aio = Fake()
+    aio._fetcher = Fake()  # type: ignore[attr-defined]
+    aio._fetcher._subscriptions = Fake()  # type: ignore[attr-defined]
+    aio._fetcher._subscriptions.subscription = Fake()  # type: ignore[attr-defined]
+    aio._fetcher._subscriptions.subscription.assignment = Assignment()  # type: ignore[attr-defined]
+    thread._consumer = aio
+    thread.time_started = time.monotonic()
+    now = time.monotonic()
+    assert consumer.verify_event_path(now, resetting) is None  # Faust's own: AssertionError
+    assert consumer.verify_event_path(now, known) is None
 
 
 # --- inline delivery (patches/inline_delivery.py) ------------------------------------------------
