@@ -144,7 +144,8 @@ class Settings(BaseSettings):
         le=1,
         description="how long the producer waits to fill a batch; waits for acknowledgements send "
         "at once regardless (measured in drains: 5 ms x0.95-1.37 on a loaded machine, x1.02-1.03 on a "
-        "quiet one, 20 ms x1.10; latency at equal load not measured, so 0 stays the default)",
+        "quiet one, 20 ms x1.10; at equal load 5 ms was worse: reading -> task event p99 344 ms against "
+        "106 ms at 600 readings/s, behind at 1,200/s; so 0 stays the default)",
     )
 
     # --- Behaviour ---------------------------------------------------------------------------
