@@ -73,6 +73,7 @@ def run(port: int, controller_port: int | None, brokers: int, data_dir: Path | N
     try:
         elapsed = broker.start(timeout=timeout)
         print(f"{what} ready on {broker.bootstrap} (started in {elapsed:.1f}s)", flush=True)
+        print(f"AIRGRID_BROKER='kafka://{broker.bootstrap.replace(',', ';')}'", flush=True)
         print(f"data dir {broker.data_dir}", flush=True)
         while not done.wait(0.5):
             if not broker.is_running():

@@ -136,6 +136,10 @@ def test_kafka_run_brokers_3_starts_a_cluster_and_stop_ends_it(tmp_path: Path) -
         assert ready.startswith("Kafka cluster of 3 brokers ready on 127.0.0.1:")
         bootstrap = ready.split(" ready on ")[1].split(" ")[0]
         assert len(bootstrap.split(",")) == 3 and broker_count(bootstrap, 5) == 3
+        # the worker's setting, ready to paste (AIRGRID_BROKER separates brokers with ';')
+        said = run.stdout.readline()
+        assert said == f"AIRGRID_BROKER='kafka://{bootstrap.replace(',', ';')}'\n", said
+        assert load_settings(broker=said.split("'")[1]).bootstrap_servers == bootstrap
         assert sorted(p.parent.name for p in data.glob(f"node*/{PID_FILE}")) == ["node1", "node2", "node3"]
         stop = subprocess.run(
             [sys.executable, "-m", "airgrid", "kafka", "stop", "--data-dir", str(data)],

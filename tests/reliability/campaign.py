@@ -26,6 +26,7 @@ import contextlib
 import json
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -380,7 +381,12 @@ async def campaign(
                     w.stop(60)
         cluster.close()
     args = {"minutes": minutes, "seed": seed, "brokers": brokers, "workers": workers}
-    return summary(nemesis, report, args)
+    result = summary(nemesis, report, args)
+    if result["problems"]:  # the brokers' and workers' data and logs, to look into
+        result["kept"] = str(tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
