@@ -45,15 +45,11 @@ class PositionProbe:
     _thread: Any
 
     def verify_event_path(self, now: float, tp: Any) -> None:
-        consumer = getattr(self._thread, "_consumer", None)
-        if not position_known(consumer, tp):
-            log.debug("%s: fetch position being reset; livelock probe skipped", tp)
-            return None
         try:
             return super().verify_event_path(now, tp)  # type: ignore[misc, no-any-return]
         except AssertionError:
-            # aiokafka's thread reset the position after the check above (another thread)
-            if position_known(consumer, tp):
+            # aiokafka's position property: asked again, as its thread may reset it at any time
+            if position_known(getattr(self._thread, "_consumer", None), tp):
                 raise
-            log.debug("%s: fetch position reset during the livelock probe; skipped", tp)
+            log.debug("%s: fetch position being reset; livelock probe skipped", tp)
             return None
